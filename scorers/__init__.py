@@ -1,0 +1,1 @@
+"""Scorers: fine-tuned Inception v3 (Inception Score) and ViT (Transformer Score)."""

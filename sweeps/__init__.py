@@ -1,0 +1,1 @@
+"""Sweeps: Optuna search over VAE / VAE-GAN configurations on Ray Tune, logged to MLflow."""

@@ -1,0 +1,31 @@
+"""Shared test set-up: the real datasets from ../shared/data, a private cache, no downloads."""
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _gensweep_env(tmp_path_factory):
+    """Point every test at the real data and a throwaway cache; never reach the network."""
+    if not SHARED_DATA.is_dir():
+        pytest.exit(f"tests need the real datasets at {SHARED_DATA} (see README, Datasets)", 2)
+    old = {k: os.environ.get(k) for k in ("GENSWEEP_DATA_DIR", "GENSWEEP_CACHE_DIR",
+                                          "GENSWEEP_NO_DOWNLOAD")}
+    os.environ["GENSWEEP_DATA_DIR"] = str(SHARED_DATA)
+    os.environ["GENSWEEP_CACHE_DIR"] = str(tmp_path_factory.mktemp("gensweep-cache"))
+    os.environ["GENSWEEP_NO_DOWNLOAD"] = "1"
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return SHARED_DATA

@@ -1,0 +1,1 @@
+"""VAE / VAE-GAN training on MNIST and Fashion-MNIST, callable by Ray Tune and by a CLI."""
