@@ -1,0 +1,197 @@
+"""Networks, one real epoch, resume bit-for-bit, divergence, checkpoint safety, the CLI."""
+import json
+import pickle
+import subprocess
+import sys
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+import torch
+
+from trainables import checkpoint as ckpt
+from trainables.config import ConfigError, TrainConfig
+from trainables.datasets import load_dataset
+from trainables.loop import evaluate
+from trainables.networks import build_model, build_networks
+from trainables.trainable import LocalReporter, run_training
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+TINY = dict(arch="small", subset=600, test_subset=300, batch_size=100, n_samples=(64, 128))
+
+
+@pytest.mark.parametrize("arch,width", [("paper", 1024), ("small", 128)])
+def test_network_shapes(arch, width):
+    enc, dec, disc = build_networks(arch, latent_dim=12, with_discriminator=True)
+    x = torch.rand(3, 1, 28, 28)
+    out = enc(x, output_layer_levels=[4])
+    assert out.embedding.shape == (3, 12) and out.log_covariance.shape == (3, 12)
+    assert out["embedding_layer_4"].shape == (3, width, 1, 1)
+    assert dec(torch.randn(3, 12)).reconstruction.shape == (3, 1, 28, 28)
+    assert disc(x).embedding.shape == (3, 1)
+    d = disc(x, output_layer_levels=[1, 3])
+    assert "embedding" not in d  # stopped at layer 3, as pythae does
+    assert d["embedding_layer_1"].shape == (3, width // 8, 14, 14)
+    assert d["embedding_layer_3"].shape == (3, width // 2, 3, 3)
+
+
+def test_small_arch_is_much_smaller_than_paper():
+    n = lambda arch: sum(p.numel() for p in build_model(TrainConfig(arch=arch)).parameters())
+    assert n("small") * 30 < n("paper")
+
+
+def test_paper_defaults_and_bad_config():
+    assert TrainConfig(model="vaegan", dataset="mnist").lr == 1e-4
+    fashion = TrainConfig(model="vaegan", dataset="fashion-mnist")
+    assert (fashion.lr, fashion.latent_dim, fashion.epochs) == (1e-3, 32, 85)
+    assert TrainConfig(model="vae", dataset="mnist").lr == 1e-3
+    with pytest.raises(ConfigError, match="epochs=0"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ConfigError, match="'celeba'"):
+        TrainConfig(dataset="celeba")
+    cfg = TrainConfig.from_dict({"lr": np.float64(2e-4), "latent_dim": np.int64(8), "x": 1})
+    assert type(cfg.latent_dim) is int and cfg.extra == {"x": 1}
+
+
+class Interrupt(Exception):
+    pass
+
+
+class StopAfter(LocalReporter):
+    """Simulates the process dying right after epoch ``n`` was checkpointed."""
+
+    def __init__(self, out, n):
+        super().__init__(out)
+        self.n = n
+
+    def report(self, metrics, folder):
+        super().report(metrics, folder)
+        if metrics.get("epoch") == self.n and metrics["status"] == "training":
+            raise Interrupt
+
+
+def test_one_vae_epoch_lowers_the_loss(tmp_path):
+    cfg = TrainConfig(model="vae", epochs=1, arch="small", subset=2000, test_subset=300,
+                      batch_size=50, n_samples=(64, 128))
+    test_x = torch.from_numpy(load_dataset("mnist", test_subset=300).test.images)
+    test_x = test_x.float().div(255).unsqueeze(1)
+    torch.manual_seed(0)
+    before = evaluate(build_model(cfg), "vae", test_x, 300)
+    result = run_training(cfg, LocalReporter(tmp_path))
+    assert result.status == "finished"
+    assert result.metrics["test_pixel_mse"] < 0.6 * before["pixel_mse"]
+    assert result.metrics["test_loss"] < 0.6 * before["loss"]
+    assert result.samples.shape == (128, 28, 28) and result.samples.dtype == np.uint8
+    first = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["epoch"] == 1 and first["images_per_s"] > 0 and "test_loss" in first
+
+
+def test_one_vaegan_epoch_updates_all_three_networks(tmp_path):
+    cfg = TrainConfig(model="vaegan", epochs=1, **TINY)
+    torch.manual_seed(cfg.seed)
+    initial = {k: v.clone() for k, v in build_model(cfg).state_dict().items()}
+    result = run_training(cfg, LocalReporter(tmp_path))
+    folder = sorted((tmp_path / "checkpoints").iterdir())[-1]
+    trained = build_model(cfg)
+    ckpt.load_weights(folder, trained)
+    for part in ("encoder", "decoder", "discriminator"):
+        changed = [k for k, v in trained.state_dict().items()
+                   if k.startswith(part) and not torch.equal(v, initial[k])]
+        assert changed, f"{part} was not updated"
+    for key in ("train_encoder_loss", "train_decoder_loss", "train_discriminator_loss"):
+        assert np.isfinite(result.metrics[key])
+
+
+@pytest.mark.parametrize("model", ["vae", "vaegan"])
+def test_resume_matches_an_uninterrupted_run(tmp_path, model):
+    cfg = TrainConfig(model=model, epochs=2, **TINY)
+    whole = run_training(cfg, LocalReporter(tmp_path / "whole"))
+    with pytest.raises(Interrupt):
+        run_training(cfg, StopAfter(tmp_path / "cut", 1))
+    resumed_reporter = LocalReporter(tmp_path / "cut", resume=True)
+    resumed = run_training(cfg, resumed_reporter)
+    epochs = [json.loads(l)["epoch"] for l in
+              (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 2]  # epoch 1 once, never retrained from 0
+    for key in ("train_loss", "test_loss"):
+        assert resumed.metrics[key] == whole.metrics[key]
+    np.testing.assert_array_equal(resumed.samples, whole.samples)
+
+
+def test_out_dir_with_checkpoints_needs_resume(tmp_path):
+    cfg = TrainConfig(model="vae", epochs=1, **TINY)
+    run_training(cfg, LocalReporter(tmp_path))
+    before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    with pytest.raises(FileExistsError, match="--resume"):
+        LocalReporter(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
+
+
+def test_nan_loss_ends_as_diverged(tmp_path):
+    cfg = TrainConfig(model="vaegan", epochs=3, extra={"inject_nan_at_epoch": 2}, **TINY)
+    result = run_training(cfg, LocalReporter(tmp_path))
+    assert result.status == "diverged" and result.metrics["diverged"] == 1
+    assert result.metrics["epoch"] == 2 and "diverged at epoch 2" in result.metrics["error"]
+    reports = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in reports] == ["training", "diverged"]
+
+
+def test_checkpoint_refuses_a_pickle(tmp_path):
+    cfg = TrainConfig(model="vae", epochs=1, **TINY)
+    run_training(cfg, LocalReporter(tmp_path))
+    folder = sorted((tmp_path / "checkpoints").iterdir())[-1]
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (folder / ckpt.MODEL_FILE).write_bytes(pickle.dumps({"w": Evil()}))
+    model = build_model(cfg)
+    with pytest.raises(Exception):
+        ckpt.load_weights(folder, model)
+    assert not marker.exists()
+
+
+def _cli(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "trainables/train.py", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_cli_runs_end_to_end_and_diverges_cleanly(tmp_path):
+    out = tmp_path / "run"
+    r = _cli("--model", "vae", "--epochs", "1", "--arch", "small", "--subset", "500",
+             "--test-subset", "200", "--n-samples", "100", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert (out / "samples_grid.png").stat().st_size > 0
+    assert np.load(out / "samples.npz")["samples"].shape == (100, 28, 28)
+    r = _cli("--model", "vae", "--epochs", "1", "--arch", "small", "--subset", "500",
+             "--lr", "1e6", "--out", str(tmp_path / "wild"), "--test-subset", "200")
+    assert r.returncode == 3, (r.returncode, r.stderr)
+    assert "diverged" in r.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--model", "gan"], "'gan'"),
+    (["--dataset", "cifar"], "'cifar'"),
+    (["--epochs", "0"], "0 must be >= 1"),
+    (["--lr", "-1"], "-1.0 must be > 0"),
+    (["--arch", "huge"], "'huge'"),
+])
+def test_cli_bad_input_exits_2(args, needle):
+    r = _cli(*args)
+    assert r.returncode == 2 and needle in r.stderr, r.stderr
+
+
+def test_packages_import_without_heavy_frameworks():
+    code = ("import sys, sweeps, trainables, scorers, trainables.trainable, trainables.train, "
+            "trainables.datasets\n"
+            "import importlib, pkgutil\n"
+            "for pkg in (sweeps, scorers):\n"
+            "    for m in pkgutil.iter_modules(pkg.__path__):\n"
+            "        importlib.import_module(pkg.__name__ + '.' + m.name)\n"
+            "heavy = ('tensorflow', 'transformers', 'ray', 'mlflow', 'optuna')\n"
+            "print(','.join(h for h in heavy if h in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "", f"importing the packages loaded: {r.stdout.strip()}"

@@ -1,0 +1,110 @@
+"""Typed training configuration, with the paper's defaults (section 4.2) per model and dataset."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from trainables.datasets import DATASETS
+
+MODELS = ("vae", "vaegan")
+ARCHS = ("paper", "small")
+
+# Section 4.2: Adam, batch 256, MSE reconstruction; VAE lr 1e-3; VAE-GAN lr 1e-4 (MNIST) and
+# 1e-3 (Fashion-MNIST); latent 16 (MNIST) / 32 (Fashion-MNIST); 67 / 85 epochs (the paper
+# gives epochs for the VAE only, so the VAE-GAN uses the same).
+PAPER = {
+    ("vae", "mnist"): dict(lr=1e-3, latent_dim=16, epochs=67),
+    ("vae", "fashion-mnist"): dict(lr=1e-3, latent_dim=32, epochs=85),
+    ("vaegan", "mnist"): dict(lr=1e-4, latent_dim=16, epochs=67),
+    ("vaegan", "fashion-mnist"): dict(lr=1e-3, latent_dim=32, epochs=85),
+}
+
+
+class ConfigError(ValueError):
+    """A training setting is out of range; the message names it and the accepted values."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs. ``None`` fields take the paper's value."""
+
+    model: str = "vaegan"
+    dataset: str = "mnist"
+    arch: str = "paper"
+    epochs: int | None = None
+    batch_size: int = 256
+    lr: float | None = None
+    latent_dim: int | None = None
+    # VAE-GAN only (pythae's VAEGANConfig); -1 = the discriminator's last layer.
+    adversarial_loss_scale: float = 0.5
+    reconstruction_layer: int = -1
+    equilibrium: float = 0.68
+    margin: float = 0.4
+    subset: int | None = None
+    test_subset: int | None = None
+    seed: int = 0
+    n_samples: tuple[int, ...] = (1000, 5000)
+    data_dir: str | None = None
+    device: str = "auto"
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ConfigError(f"model {self.model!r} unknown; choose one of {', '.join(MODELS)}")
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"dataset {self.dataset!r} unknown; choose one of {', '.join(DATASETS)}")
+        if self.arch not in ARCHS:
+            raise ConfigError(f"arch {self.arch!r} unknown; choose one of {', '.join(ARCHS)}")
+        paper = PAPER[(self.model, self.dataset)]
+        for name in ("lr", "latent_dim", "epochs"):
+            if getattr(self, name) is None:
+                setattr(self, name, paper[name])
+        self.n_samples = tuple(int(n) for n in self.n_samples)
+        self._check()
+
+    def _check(self) -> None:
+        def bad(name, rule):
+            raise ConfigError(f"{name}={getattr(self, name)!r} is invalid: {rule}")
+
+        if not (isinstance(self.epochs, int) and self.epochs >= 1):
+            bad("epochs", "must be an integer >= 1")
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            bad("batch_size", "must be an integer >= 1")
+        if not (isinstance(self.latent_dim, int) and self.latent_dim >= 1):
+            bad("latent_dim", "must be an integer >= 1")
+        if not (self.lr > 0):
+            bad("lr", "must be > 0")
+        if not 0 <= self.adversarial_loss_scale <= 1:
+            bad("adversarial_loss_scale", "must be in [0, 1]")
+        # The benchmark discriminators have 5 layers; -1 means the last.
+        if not (self.reconstruction_layer == -1 or 1 <= self.reconstruction_layer <= 5):
+            bad("reconstruction_layer", "must be -1 or 1..5")
+        if self.margin < 0:
+            bad("margin", "must be >= 0")
+        for name in ("subset", "test_subset"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                bad(name, "must be a positive number of images (or omitted for all)")
+        if not self.n_samples or min(self.n_samples) < 0:
+            bad("n_samples", "must be non-negative sample counts, e.g. (1000, 5000)")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Build from a Tune config / JSON; unknown keys go to ``extra`` rather than failing."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in values.items() if k in names and k != "extra"}
+        extra = {k: v for k, v in values.items() if k not in names}
+        extra.update(values.get("extra") or {})
+        for key in ("epochs", "batch_size", "latent_dim", "reconstruction_layer", "seed"):
+            # Search spaces hand back numpy integers and floats; keep the types plain.
+            if known.get(key) is not None:
+                known[key] = int(known[key])
+        for key in ("lr", "adversarial_loss_scale", "equilibrium", "margin"):
+            if known.get(key) is not None:
+                known[key] = float(known[key])
+        return cls(**known, extra=extra)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["n_samples"] = list(self.n_samples)
+        return d

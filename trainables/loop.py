@@ -1,0 +1,129 @@
+"""One epoch of VAE / VAE-GAN training over data held as a tensor on the training device.
+
+pythae's ``TrainingPipeline`` wraps every batch in a ``DataLoader`` of dict samples; here the
+whole (subset of the) dataset is one float tensor already on the device and each batch is a
+slice of a shuffled index, so the loop costs nothing beyond the model. The VAE-GAN step is
+pythae's ``CoupledOptimizerAdversarialTrainer`` step (same backward order, same equilibrium
+gating), so results are comparable with pythae's own trainer.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+VAE_KEYS = ("loss", "recon_loss", "reg_loss")
+VAEGAN_KEYS = ("loss", "recon_loss", "encoder_loss", "decoder_loss", "discriminator_loss")
+
+
+class Diverged(RuntimeError):
+    """A loss became NaN or infinite; ``.losses`` holds the offending values."""
+
+    def __init__(self, losses: dict, epoch: int, step: int, detail: str = ""):
+        self.losses, self.epoch, self.step = losses, epoch, step
+        bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
+        super().__init__(f"diverged at epoch {epoch}, step {step}: {bad}"
+                         + (f" ({detail})" if detail else ""))
+
+
+def make_optimizers(model, model_kind: str, lr: float) -> dict:
+    """Adam for the VAE; three Adams (encoder, decoder, discriminator) sharing ``lr`` for the
+    VAE-GAN, since pythae gives each its own learning rate and one swept lr sets all three."""
+    if model_kind == "vae":
+        return {"model": torch.optim.Adam(model.parameters(), lr=lr)}
+    return {
+        "encoder": torch.optim.Adam(model.encoder.parameters(), lr=lr),
+        "decoder": torch.optim.Adam(model.decoder.parameters(), lr=lr),
+        "discriminator": torch.optim.Adam(model.discriminator.parameters(), lr=lr),
+    }
+
+
+def _vaegan_step(out, optimizers) -> None:
+    # Same order as pythae: every backward before any step, so each loss sees the same weights.
+    enc, dec, dis = optimizers["encoder"], optimizers["decoder"], optimizers["discriminator"]
+    if out.update_encoder:
+        enc.zero_grad()
+        out.encoder_loss.backward(retain_graph=True)
+    if out.update_decoder:
+        dec.zero_grad()
+        out.decoder_loss.backward(retain_graph=True)
+    if out.update_discriminator:
+        dis.zero_grad()
+        out.discriminator_loss.backward()
+    if out.update_encoder:
+        enc.step()
+    if out.update_decoder:
+        dec.step()
+    if out.update_discriminator:
+        dis.step()
+
+
+def _losses(out, keys) -> dict:
+    return {k: out[k].detach() for k in keys if k in out and out[k] is not None}
+
+
+def train_epoch(model, model_kind: str, optimizers: dict, data: torch.Tensor, batch_size: int,
+                generator: torch.Generator, epoch: int) -> dict:
+    """Train one epoch; returns the mean of each loss component. Raises :class:`Diverged`."""
+    model.train()
+    keys = VAE_KEYS if model_kind == "vae" else VAEGAN_KEYS
+    order = torch.randperm(len(data), generator=generator).to(data.device)
+    sums = {k: torch.zeros((), device=data.device) for k in keys}
+    n_batches = 0
+    for step, start in enumerate(range(0, len(data), batch_size)):
+        batch = data[order[start:start + batch_size]]
+        try:
+            out = model({"data": batch}, epoch=epoch)
+            if model_kind == "vae":
+                opt = optimizers["model"]
+                opt.zero_grad()
+                out.loss.backward()
+                opt.step()
+            else:
+                _vaegan_step(out, optimizers)
+        except RuntimeError as exc:
+            # NaN weights make BCE raise ("input should be between 0 and 1") before any loss
+            # can be inspected; that is divergence, not a bug.
+            if _weights_finite(model) and "between 0 and 1" not in str(exc):
+                raise
+            raise Diverged({"loss": float("nan")}, epoch, step,
+                           str(exc).splitlines()[0]) from exc
+        losses = _losses(out, keys)
+        # A sync every 50 steps (not every step) keeps the device busy yet catches NaNs early.
+        if step % 50 == 0:
+            _check_finite(losses, epoch, step)
+        for k, v in losses.items():
+            sums[k] += v
+        n_batches += 1
+    means = {k: float(v) / n_batches for k, v in sums.items()}
+    _check_finite(means, epoch, n_batches)
+    return means
+
+
+def _weights_finite(model) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def _check_finite(losses: dict, epoch: int, step: int) -> None:
+    values = {k: float(v) for k, v in losses.items()}
+    if not all(math.isfinite(v) for v in values.values()):
+        raise Diverged(values, epoch, step)
+
+
+@torch.no_grad()
+def evaluate(model, model_kind: str, data: torch.Tensor, batch_size: int) -> dict:
+    """Mean test losses (eval mode: BN running statistics, no parameter updates), plus
+    ``pixel_mse``: per-pixel reconstruction error, comparable across models and epochs where
+    the VAE-GAN's own reconstruction loss (in the moving discriminator's features) is not."""
+    model.eval()
+    keys = VAE_KEYS if model_kind == "vae" else VAEGAN_KEYS
+    sums = {k: 0.0 for k in (*keys, "pixel_mse")}
+    count = 0
+    for start in range(0, len(data), batch_size):
+        batch = data[start:start + batch_size]
+        out = model({"data": batch}, epoch=0)
+        for k, v in _losses(out, keys).items():
+            sums[k] += float(v) * len(batch)
+        sums["pixel_mse"] += float(((out.recon_x - batch) ** 2).mean()) * len(batch)
+        count += len(batch)
+    return {k: v / max(count, 1) for k, v in sums.items()}
