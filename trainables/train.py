@@ -56,8 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=256)
     p.add_argument("--lr", type=_positive_float, help="default: the paper's for model/dataset")
     p.add_argument("--latent-dim", type=_positive_int, help="default: 16 MNIST, 32 Fashion")
-    p.add_argument("--adversarial-loss-scale", type=float, default=0.5)
-    p.add_argument("--reconstruction-layer", type=int, default=-1)
+    p.add_argument("--adversarial-loss-scale", type=float, default=0.8,
+                   help="VAE-GAN: weight of the adversarial term in the decoder loss")
+    p.add_argument("--reconstruction-layer", type=int, default=3,
+                   help="VAE-GAN: discriminator layer (1-5, -1 = last) for the recon loss")
     p.add_argument("--equilibrium", type=float, default=0.68)
     p.add_argument("--margin", type=float, default=0.4)
     p.add_argument("--subset", type=_positive_int, help="stratified train subset (images)")
