@@ -1,0 +1,167 @@
+"""Run a sweep end to end: Ray, MLflow parent run, shared scorers, the Tuner, the summary.
+
+Order matters for trust: the tracking server is checked and the scorers exist before any
+trial starts, so a typo'd URI or a missing scorer costs seconds, not a sweep.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from sweeps import report, tracking
+from sweeps.presets import default_preset
+from sweeps.spaces import paper_point
+from sweeps.tuner import (SCORER_KINDS, SweepSettings, build_tuner, objective_metrics,
+                          read_sweep_file, restore_tuner, write_sweep_file)
+
+log = logging.getLogger(__name__)
+NAMESPACE = "gensweep"
+
+
+class SweepError(RuntimeError):
+    """The sweep cannot start or go on; the message says why and what to do."""
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` and prove a file can be written there, before anything else runs."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        with open(probe, "wb") as fh:
+            fh.write(b"x" * 4096)
+            fh.flush()
+            os.fsync(fh.fileno())
+        probe.unlink()
+    except OSError as exc:
+        raise SweepError(f"storage folder {folder} is not writable ({exc.strerror or exc}); "
+                         f"choose another --storage or free space") from exc
+
+
+def init_ray(address: str | None):
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    if address:
+        ray.init(address=address, namespace=NAMESPACE)
+    else:
+        ray.init(namespace=NAMESPACE, include_dashboard=False)
+    return ray
+
+
+def resolve_preset(preset: str | None, address: str | None) -> tuple[str, float]:
+    """The preset asked for, or ``paper`` on a cluster with GPUs and ``quick`` otherwise."""
+    ray = init_ray(address)
+    gpus = float(ray.cluster_resources().get("GPU", 0))
+    return (preset or default_preset(gpus)), gpus
+
+
+def prepare_scorers(settings: SweepSettings) -> dict:
+    """Scorer folders for the sweep: ``--scorers DIR`` (DIR/inception, DIR/vit) or the cache,
+    fine-tuning with the preset's settings where no matching scorer is cached."""
+    from scorers.store import ensure_scorer
+
+    if settings.scorers_dir:
+        root = Path(settings.scorers_dir)
+        dirs = {kind: root / kind for kind in SCORER_KINDS}
+        missing = [str(p) for p in dirs.values() if not (p / "metadata.json").is_file()]
+        if missing:
+            raise SweepError(f"--scorers {root}: no scorer folder at {', '.join(missing)} "
+                             f"(expected DIR/inception and DIR/vit made by scorers/finetune.py)")
+        return dirs
+    preset = settings.preset_obj
+    dirs = {}
+    for kind in SCORER_KINDS:
+        spec = getattr(preset, kind)
+        log.info("scorer %s for %s: reusing the cached one or fine-tuning (%s)", kind,
+                 settings.dataset, spec)
+        dirs[kind] = ensure_scorer(settings.dataset, kind, epochs=spec.epochs, subset=spec.subset,
+                                   eval_subset=spec.eval_subset, data_dir=settings.data_dir,
+                                   seed=settings.seed)
+    return dirs
+
+
+def start_actors(settings: SweepSettings, scorer_dirs: dict) -> dict:
+    """One named ``ScorerActor`` per scorer, pinned to this (driver) node where the folders are,
+    with resources reserved up front so trials can never starve them."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from scorers.actor import start_scorer_actor
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    handles = {}
+    for kind, name in settings.actor_names().items():
+        handles[kind] = start_scorer_actor(
+            str(scorer_dirs[kind]), name, num_cpus=settings.scorer_cpus,
+            num_gpus=settings.scorer_gpus, namespace=NAMESPACE, scheduling_strategy=here,
+            expected_dataset=settings.dataset)
+    infos = ray.get({k: h.info.remote() for k, h in handles.items()}.values())
+    return {"handles": handles, "info": dict(zip(handles, infos))}
+
+
+def real_ceiling(handles: dict, ns) -> dict:
+    import ray
+
+    merged = {}
+    for part in ray.get([h.ceiling.remote(tuple(ns)) for h in handles.values()]):
+        merged.update(part)
+    return merged
+
+
+def run_sweep(settings: SweepSettings, resume: bool = False) -> dict:
+    """Run (or resume) the sweep; returns the summary the CLI prints."""
+    started = time.time()
+    sweep_dir = settings.sweep_dir
+    check_writable(sweep_dir)
+    uri = settings.mlflow_uri or tracking.default_tracking_uri(sweep_dir)
+    tracking.check_reachable(uri)
+
+    init_ray(settings.address)
+    scorer_dirs = prepare_scorers(settings)
+    actors = start_actors(settings, scorer_dirs)
+    ns = settings.preset_obj.ns
+    ceiling = real_ceiling(actors["handles"], ns)
+
+    if resume:
+        state = read_sweep_file(sweep_dir)
+        experiment_id, parent = state["experiment_id"], state["parent_run_id"]
+    else:
+        experiment_id = tracking.setup_experiment(
+            uri, f"gensweep-{settings.space}-{settings.dataset}", sweep_dir)
+        tags = {"space": settings.space, "preset": settings.preset, "dataset": settings.dataset,
+                "objective": settings.objective, "search": "optuna-tpe",
+                "optuna_storage": settings.optuna_url, "study": settings.study_name}
+        for kind, info in actors["info"].items():
+            tags[f"scorer.{kind}.id"] = info.get("scorer_id")
+            tags[f"scorer.{kind}.test_accuracy"] = info.get("test_accuracy")
+        parent = tracking.start_parent_run(uri, experiment_id, f"sweep-{settings.sweep_id}",
+                                           settings.to_dict(), tags)
+        tracking.log_parent_metrics(uri, parent, {f"ceiling_{k}": v for k, v in ceiling.items()})
+        write_sweep_file(settings, {"experiment_id": experiment_id, "parent_run_id": parent,
+                                    "mlflow_uri": uri, "scorers": {k: str(v) for k, v in
+                                                                   scorer_dirs.items()}})
+
+    callback = tracking.make_callback(uri, experiment_id, parent, sweep_dir)
+    names = settings.actor_names()
+    tuner = (restore_tuner(settings, names, NAMESPACE) if resume else
+             build_tuner(settings, actor_names=names, namespace=NAMESPACE, callbacks=[callback]))
+    grid = tuner.fit()
+
+    rows = report.collect_rows(grid)
+    report.mark_paper_trial(rows, paper_point(settings.space, settings.dataset,
+                                              settings.preset_obj))
+    metrics, _ = objective_metrics(settings.objective, ns)
+    ranked = (report.pareto_front(rows, metrics) if len(metrics) > 1
+              else report.rank(rows, metrics))
+    report.write_results(sweep_dir, rows)
+    summary = {"rows": rows, "ranked": ranked, "ceiling": ceiling, "metrics": metrics,
+               "mlflow_uri": uri, "parent_run_id": parent, "sweep_dir": sweep_dir,
+               "minutes": (time.time() - started) / 60}
+    if ranked:
+        summary["best_config"] = report.write_best_config(sweep_dir, ranked[0], metrics)
+        tracking.log_parent_metrics(uri, parent, {f"best_{m}": ranked[0][m] for m in metrics})
+    tracking.finish_parent_run(uri, parent, "FINISHED" if ranked else "FAILED")
+    return summary
