@@ -133,14 +133,15 @@ def make_searcher(settings: SweepSettings):
     """Seeded TPE (or multi-objective TPE for is+ts) over a persistent Optuna study."""
     import optuna
     from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
+
+    from sweeps.search import score_search_class
 
     metrics, modes = objective_metrics(settings.objective, settings.preset_obj.ns)
     if not settings.optuna_storage:
         settings.sweep_dir.mkdir(parents=True, exist_ok=True)
     storage = optuna.storages.RDBStorage(settings.optuna_url)
     sampler = optuna.samplers.TPESampler(seed=settings.seed, multivariate=len(metrics) == 1)
-    searcher = OptunaSearch(
+    searcher = score_search_class()(
         metric=metrics if len(metrics) > 1 else metrics[0],
         mode=modes if len(modes) > 1 else modes[0],
         points_to_evaluate=[paper_point(settings.space, settings.dataset, settings.preset_obj)],
@@ -161,6 +162,11 @@ def make_scheduler(settings: SweepSettings):
                          max_t=max(hi, 1), grace_period=max(1, lo // 2 or 1), reduction_factor=2)
 
 
+def trial_name(trial) -> str:
+    """Short trial names and folders (Tune's default packs the whole config into them)."""
+    return f"trial_{trial.trial_id}"
+
+
 def trainable_with_resources(settings: SweepSettings):
     from ray import tune
 
@@ -173,11 +179,17 @@ def trainable_with_resources(settings: SweepSettings):
 def build_tuner(settings: SweepSettings, *, actor_names: dict | None = None,
                 namespace: str | None = None, callbacks: list | None = None):
     """The sweep's ``tune.Tuner``, ready for ``fit()`` (nothing is started here)."""
+    import os
+
     from ray import tune
 
+    # Scores arrive only in a trial's last report; per-epoch reports carry losses.
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     tune_config = tune.TuneConfig(search_alg=make_searcher(settings),
                                   scheduler=make_scheduler(settings),
-                                  num_samples=settings.num_samples, reuse_actors=False)
+                                  num_samples=settings.num_samples, reuse_actors=False,
+                                  trial_name_creator=trial_name,
+                                  trial_dirname_creator=trial_name)
     run_config = tune.RunConfig(
         name="tune", storage_path=str(settings.sweep_dir), callbacks=callbacks or [],
         failure_config=tune.FailureConfig(max_failures=settings.max_failures),

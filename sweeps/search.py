@@ -1,0 +1,38 @@
+"""Optuna search for sweeps whose scores exist only when a trial has finished.
+
+Ray's ``OptunaSearch`` expects the objective in every result and reads a trial that ends
+without it as *pruned*. Our trials report losses per epoch and IS / TS once, at the end; a
+diverged trial has no score at all and must count as *failed*, so TPE never mistakes it for a
+configuration worth exploring around.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+
+log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=None)
+def score_search_class():
+    from ray.tune.search.optuna import OptunaSearch
+
+    class ScoreSearch(OptunaSearch):
+        """``OptunaSearch`` that ignores per-epoch results and fails unscored trials."""
+
+        def on_trial_result(self, trial_id, result):
+            metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+            if all(m in result for m in metrics):
+                super().on_trial_result(trial_id, result)
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+            unscored = not result or any(result.get(m) is None for m in metrics)
+            if result and result.get("status") == "diverged":
+                log.info("trial %s diverged: told to Optuna as failed", trial_id)
+                unscored = True
+            if unscored and not error:
+                error, result = True, None
+            super().on_trial_complete(trial_id, result=result, error=error)
+
+    return ScoreSearch
