@@ -98,7 +98,7 @@ def start_actors(settings: SweepSettings, scorer_dirs: dict) -> dict:
             str(scorer_dirs[kind]), name, num_cpus=settings.scorer_cpus,
             num_gpus=settings.scorer_gpus, namespace=NAMESPACE, scheduling_strategy=here,
             expected_dataset=settings.dataset)
-    infos = ray.get({k: h.info.remote() for k, h in handles.items()}.values())
+    infos = ray.get([h.info.remote() for h in handles.values()])
     return {"handles": handles, "info": dict(zip(handles, infos))}
 
 

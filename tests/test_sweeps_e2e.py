@@ -1,0 +1,153 @@
+"""End-to-end smoke sweeps: real local Ray, a real MLflow tracking server on 127.0.0.1, a real
+SQLite Optuna study, the shared scorer actors; then an interrupted sweep finished by --resume."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """A real ``mlflow server`` bound to loopback, with proxied artifact storage."""
+    root = tmp_path_factory.mktemp("mlflow")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+         "--artifacts-destination", (root / "artifacts").as_uri()],
+        stdout=open(root / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(uri + "/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(1)
+    else:
+        proc.kill()
+        pytest.fail("mlflow server did not start: " + (root / "server.log").read_text()[-2000:])
+    yield uri
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def _sweep(*args, timeout=900, **popen):
+    cmd = [sys.executable, "sweeps/run.py", *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, **popen)
+
+
+def _child_runs(uri, space):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(f"gensweep-{space}-mnist")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("gensweep.role") == "sweep"]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, children
+
+
+def test_smoke_sweep_logs_everything(tmp_path, mlflow_server):
+    storage = tmp_path / "sweep"
+    r = _sweep("--space", "vaegan", "--preset", "smoke", "--mlflow-uri", mlflow_server,
+               "--storage", str(storage), "--seed", "1")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    assert "paper" in r.stdout and "best configuration" in r.stdout
+    assert "mlflow ui" in r.stdout or mlflow_server in r.stdout
+
+    client, parents, children = _child_runs(mlflow_server, "vaegan")
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.data.tags["preset"] == "smoke" and parent.data.tags["space"] == "vaegan"
+    assert parent.data.tags["scorer.inception.id"] and parent.data.tags["scorer.vit.id"]
+    assert any(k.startswith("ceiling_ts_") for k in parent.data.metrics)
+    assert len(children) == 2
+    for run in children:
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.info.status == "FINISHED"
+        for p in ("lr", "latent_dim", "batch_size", "adversarial_loss_scale",
+                  "reconstruction_layer"):
+            assert p in run.data.params
+        # the smoke preset scores 200 and 500 samples (1K / 5K in the real presets)
+        for m in ("is_200_mean", "is_500_mean", "ts_200_mean", "ts_500_mean", "is_500_std",
+                  "fid_inception_500", "kid_vit_500_mean", "nn1_inception_500_acc"):
+            assert m in run.data.metrics, m
+        assert 1.0 <= run.data.metrics["ts_500_mean"] <= 10.0
+        assert len(client.get_metric_history(run.info.run_id, "train_loss")) >= 1
+        art = [a.path for a in client.list_artifacts(run.info.run_id, "samples")]
+        assert "samples/samples_grid.png" in art
+        ckpt = [a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")]
+        assert "checkpoint/model.safetensors" in ckpt
+    # the paper's configuration ran as one of the trials
+    assert any(float(r.data.params["lr"]) == 1e-4 and r.data.params["latent_dim"] == "16"
+               for r in children)
+
+    import optuna
+    state = json.loads((storage / "sweep.json").read_text())
+    study = optuna.load_study(study_name=f"gensweep-vaegan-mnist-{_sweep_id(storage)}",
+                              storage=f"sqlite:///{storage / 'optuna.db'}")
+    assert len(study.trials) == 2
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    best = json.loads((storage / "best_config.json").read_text())
+    assert best["scores"]["ts_500_mean"] == max(c.data.metrics["ts_500_mean"] for c in children)
+    assert state["parent_run_id"] == parent.info.run_id
+
+
+def _sweep_id(storage: Path) -> str:
+    import hashlib
+    return hashlib.sha1(str(storage.resolve()).encode()).hexdigest()[:10]
+
+
+def test_killed_sweep_resumes_without_duplicates(tmp_path, mlflow_server):
+    storage = tmp_path / "sweep"
+    args = ["--space", "vae", "--preset", "smoke", "--num-samples", "3", "--max-concurrent", "1",
+            "--mlflow-uri", mlflow_server, "--storage", str(storage)]
+    proc = subprocess.Popen([sys.executable, "sweeps/run.py", *args], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    # Kill the whole driver (and the local Ray it started) once the first trial has finished.
+    deadline = time.time() + 600
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if storage.joinpath("sweep.json").exists():
+                _, _, children = _child_runs(mlflow_server, "vae")
+                if any(c.info.status == "FINISHED" for c in children):
+                    break
+            time.sleep(2)
+        assert proc.poll() is None, "sweep ended before it could be interrupted"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+
+    r = _sweep("--resume", "--storage", str(storage))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    _, parents, children = _child_runs(mlflow_server, "vae")
+    assert len(parents) == 1
+    trial_ids = [c.data.tags["gensweep.trial_id"] for c in children]
+    assert len(trial_ids) == 3 and len(set(trial_ids)) == 3, trial_ids
+    assert all(c.info.status == "FINISHED" for c in children)
+
+    import optuna
+    study = optuna.load_study(study_name=f"gensweep-vae-mnist-{_sweep_id(storage)}",
+                              storage=f"sqlite:///{storage / 'optuna.db'}")
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(finished) == 3 and len(study.trials) == 3, [t.state for t in study.trials]
