@@ -140,9 +140,13 @@ def main(argv=None) -> int:
 
     try:
         summary = run_sweep(settings, resume=args.resume)
-    except (SweepError, ConnectionError, DatasetError, FileNotFoundError) as exc:
+    except (SweepError, ConnectionError, DatasetError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished trials are kept. Continue with:\n"
+              f"  python sweeps/run.py --resume --storage {settings.storage}", file=sys.stderr)
+        return 130
     print()
     print(report.format_table(summary["ranked"] or summary["rows"], settings.space,
                               settings.dataset, settings.preset_obj.ns, summary["ceiling"]))

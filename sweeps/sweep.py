@@ -39,6 +39,14 @@ def check_writable(folder: Path) -> None:
                          f"choose another --storage or free space") from exc
 
 
+def check_dataset(settings: SweepSettings) -> None:
+    """Verify the dataset's checksums once, up front: a corrupt file fails the sweep in seconds
+    with the file's name and checksums, rather than failing every trial on a worker."""
+    from trainables.datasets import load_dataset
+
+    load_dataset(settings.dataset, settings.data_dir)
+
+
 def init_ray(address: str | None):
     import ray
 
@@ -118,6 +126,7 @@ def run_sweep(settings: SweepSettings, resume: bool = False) -> dict:
     check_writable(sweep_dir)
     uri = settings.mlflow_uri or tracking.default_tracking_uri(sweep_dir)
     tracking.check_reachable(uri)
+    check_dataset(settings)
 
     init_ray(settings.address)
     scorer_dirs = prepare_scorers(settings)
