@@ -1,0 +1,89 @@
+"""Fine-tune a scorer (Inception v3 or ViT) on MNIST / Fashion-MNIST, or reuse a cached one.
+
+    python scorers/finetune.py --dataset mnist --scorer inception --epochs 1 --subset 10000
+
+Prints per-epoch train/test accuracy and, at the end, the scorer folder. Without --out
+the folder lives in the cache (``$GENSWEEP_CACHE_DIR/scorers/<dataset>/<kind>/<hash>``)
+and an existing scorer with the same settings is reused unless --force. Exit status 2
+on bad arguments (including an --init that cannot be loaded), 1 on other failures.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":
+    # Run as a script, Python puts scorers/ first on sys.path, where our module names
+    # could shadow installed packages; the package is imported as ``scorers`` instead.
+    _here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
+
+from scorers.cli import ArgumentParser, fail, positive_int, setup_logging, unit_float  # noqa: E402
+
+log = logging.getLogger(__name__)
+DATASETS = ("mnist", "fashion-mnist")
+KINDS = ("inception", "vit")
+
+
+def parser() -> ArgumentParser:
+    p = ArgumentParser(prog="finetune.py", description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--scorer", required=True, choices=KINDS, help="which network to fine-tune")
+    p.add_argument("--init", default="scratch",
+                   help="inception: scratch (default) | imagenet | PATH.h5; vit: scratch "
+                        "(default) | HuggingFace id (e.g. google/vit-base-patch16-224-in21k) | "
+                        "local directory with config.json + model.safetensors")
+    p.add_argument("--epochs", type=positive_int, help="default 20")
+    p.add_argument("--subset", type=positive_int,
+                   help="train on this many training images (stratified); default all 60,000")
+    p.add_argument("--batch-size", type=positive_int, help="default 128")
+    p.add_argument("--lr", type=unit_float, help="learning rate, default 1e-3")
+    p.add_argument("--eval-subset", type=positive_int,
+                   help="measure test accuracy on this many test images; default all 10,000")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="write the scorer folder here instead of the cache")
+    p.add_argument("--cache-root", help="scorer cache root (default $GENSWEEP_CACHE_DIR/scorers)")
+    p.add_argument("--force", action="store_true", help="re-train even if a matching scorer exists")
+    p.add_argument("--data-dir", help="folder with the dataset's IDX files")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    p.add_argument("--json", action="store_true", help="print the scorer's metadata as JSON")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging(args.verbose)
+    from scorers.spec import ScorerInitError
+    from scorers.store import ensure_scorer, read_metadata
+    from trainables.datasets import DatasetError
+
+    try:
+        folder = ensure_scorer(
+            args.dataset, args.scorer, init=args.init, epochs=args.epochs, subset=args.subset,
+            batch_size=args.batch_size, lr=args.lr, eval_subset=args.eval_subset,
+            data_dir=args.data_dir, cache_root=args.cache_root, force=args.force,
+            seed=args.seed, folder=args.out, progress=not args.no_progress)
+    except ScorerInitError as exc:
+        fail("finetune.py", str(exc), 2)
+    except ValueError as exc:
+        fail("finetune.py", str(exc), 2)
+    except DatasetError as exc:
+        fail("finetune.py", str(exc), 1)
+    meta = read_metadata(folder)
+    if args.json:
+        print(json.dumps({"folder": str(folder), **meta}, indent=2, sort_keys=True))
+    else:
+        t = meta["training"]
+        print(f"{meta['kind']} scorer for {meta['dataset']}: test accuracy "
+              f"{meta['test_accuracy']:.4f} on {meta['test_images']} test images "
+              f"({t['train_images']} train images, {t['epochs']} epochs, {t['seconds']:.0f}s "
+              f"training); id {meta['scorer_id']}")
+        print(folder)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""The Inception v3 scorer (TensorFlow/Keras): build, fine-tune, predict, save, load.
+
+Architecture and training follow the paper (section 4.2.3): grayscale images repeated to
+RGB, resized to 75x75 (the smallest input Keras' InceptionV3 accepts), scaled to [-1, 1]
+as Inception's ``preprocess_input`` does, ``InceptionV3(include_top=False,
+pooling="avg")`` plus a ``Dense(10, softmax)`` head, categorical cross-entropy, Adam.
+The preprocessing is part of the model graph, so training, the stored real-test
+features and every later prediction see exactly the same pixels. The penultimate
+features used for FID/KID/... are the 2048-d average-pooled vector.
+
+One addition: after every epoch the BatchNormalization moving statistics are re-estimated
+as a plain average over ``BN_RECAL_IMAGES`` training images ("precise BN"). Keras' moving
+averages (momentum 0.99) need hundreds of steps to forget their initial values; after a
+short CPU fine-tune they are still mostly the init, and the network then predicts one
+class for everything in inference mode (10% test accuracy measured on MNIST after 3 short
+epochs). Re-estimating changes no trained weight; after the paper's 20 x 469 steps it
+makes no measurable difference.
+
+TensorFlow is imported inside the functions, so importing this module stays cheap.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from scorers.spec import N_CLASSES, init_error
+
+log = logging.getLogger(__name__)
+
+INPUT_SIZE = 75
+FEATURE_DIM = 2048
+PREDICT_BATCH = 256  # bounds memory for any N: one 256x75x75x3 batch at a time
+BN_RECAL_IMAGES = 2048
+BN_RECAL_BATCH = 128
+WEIGHTS_FILE = "model.weights.h5"
+ARCHITECTURE = {"base": "keras.applications.InceptionV3", "include_top": False,
+                "input_shape": [INPUT_SIZE, INPUT_SIZE, 3], "pooling": "avg",
+                "head": f"Dense({N_CLASSES}, softmax)", "features": f"avg-pooled ({FEATURE_DIM})",
+                "bn_recalibration_images": BN_RECAL_IMAGES}
+PREPROCESSING = {"input": "28x28 grayscale in [0, 1]", "resize": f"bilinear to {INPUT_SIZE}x{INPUT_SIZE}",
+                 "channels": "grayscale repeated to RGB", "scale": "x * 2 - 1 (Inception preprocess_input)"}
+IMAGENET_URL_HINT = "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/"
+
+
+def configure_tf():
+    """Import TensorFlow quietly; let GPUs grow their memory instead of grabbing it all."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # already initialised by someone else in this process: keep theirs
+            pass
+    return tf
+
+
+def check_init(init: str) -> None:
+    """Fail fast, before TensorFlow is even imported, on inits that cannot work."""
+    if init in ("scratch", "imagenet"):
+        return
+    path = Path(init)
+    if not path.is_file():
+        what = "it is a directory" if path.is_dir() else "no such file"
+        raise init_error("inception", init, f"{what}; it is neither 'scratch', 'imagenet' nor "
+                         "an existing weights file (HuggingFace ids only work for the vit scorer)")
+    if path.suffix != ".h5":
+        raise init_error("inception", init, "expected a Keras HDF5 weights file ending in .h5")
+
+
+def build(init: str = "scratch", seed: int = 0):
+    """The scorer network (inputs (N, 28, 28, 1) in [0, 1]; outputs (probs, features))."""
+    check_init(init)
+    configure_tf()
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    weights = None if init == "scratch" else init
+    try:
+        base = keras.applications.InceptionV3(include_top=False, weights=weights,
+                                              input_shape=(INPUT_SIZE, INPUT_SIZE, 3),
+                                              pooling="avg")
+    except Exception as exc:  # Keras raises bare Exception for download failures
+        where = f" from {IMAGENET_URL_HINT}" if init == "imagenet" else ""
+        raise init_error("inception", init, f"loading the weights{where} failed "
+                         f"({type(exc).__name__}: {str(exc).strip()[:300]})") from exc
+    image = keras.Input((28, 28, 1), name="image")
+    x = keras.layers.Resizing(INPUT_SIZE, INPUT_SIZE, interpolation="bilinear")(image)
+    x = keras.layers.Concatenate(axis=-1)([x, x, x])
+    x = keras.layers.Rescaling(2.0, offset=-1.0)(x)
+    features = base(x)
+    probs = keras.layers.Dense(N_CLASSES, activation="softmax", name="head")(features)
+    return keras.Model(image, [probs, features], name="inception_scorer")
+
+
+def _batchnorms(model) -> list:
+    import keras
+
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found += _batchnorms(layer)
+    return found
+
+
+def recalibrate_batchnorm(model, x: np.ndarray, seed: int) -> int:
+    """Set BN moving statistics to the average over up to BN_RECAL_IMAGES of ``x``."""
+    layers = _batchnorms(model)
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.permutation(len(x))[:BN_RECAL_IMAGES])
+    saved = [layer.momentum for layer in layers]
+    try:
+        for k, start in enumerate(range(0, len(idx), BN_RECAL_BATCH)):
+            # momentum k/(k+1) makes the moving value the running mean of the batch statistics
+            for layer in layers:
+                layer.momentum = k / (k + 1)
+            model(x[idx[start:start + BN_RECAL_BATCH]], training=True)
+    finally:
+        for layer, m in zip(layers, saved):
+            layer.momentum = m
+    return len(idx)
+
+
+def fit(model, images: np.ndarray, labels: np.ndarray, *, epochs: int, batch_size: int,
+        lr: float, seed: int, epoch_end, progress: bool = True) -> None:
+    """Fine-tune ``model`` on (N, 28, 28) float [0, 1] ``images``; ``epoch_end(epoch, logs)``
+    runs after each epoch (and after BN re-estimation) to evaluate."""
+    configure_tf()
+    import keras
+    from tqdm.auto import tqdm
+
+    keras.utils.set_random_seed(seed)
+    trainer = keras.Model(model.inputs, model.outputs[0])
+    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate=lr),
+                    loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = images[..., None].astype(np.float32, copy=False)
+    y = labels.astype(np.int64)
+    steps = -(-len(x) // batch_size)
+
+    class Bar(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.bar = tqdm(total=steps, desc=f"inception epoch {epoch + 1}/{epochs}",
+                            unit="batch", disable=not progress, leave=False)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.bar.update(1)
+            logs = logs or {}
+            self.bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.3f}",
+                                 acc=f"{logs.get('accuracy', float('nan')):.3f}")
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.bar.close()
+
+    for epoch in range(epochs):
+        hist = trainer.fit(x, y, batch_size=batch_size, epochs=1, shuffle=True, verbose=0,
+                           callbacks=[Bar()])
+        recalibrate_batchnorm(model, x, seed + epoch)
+        epoch_end(epoch, {"train_loss": float(hist.history["loss"][-1]),
+                          "train_accuracy": float(hist.history["accuracy"][-1])})
+
+
+def predict(model, x: np.ndarray, batch_size: int = PREDICT_BATCH) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities (N, 10) float64 and features (N, 2048) float32 of (N, 28, 28) [0, 1] images."""
+    configure_tf()
+    probs = np.empty((len(x), N_CLASSES), np.float64)
+    feats = np.empty((len(x), FEATURE_DIM), np.float32)
+    for start in range(0, len(x), batch_size):
+        batch = x[start:start + batch_size, ..., None]
+        p, f = model(batch, training=False)
+        probs[start:start + len(batch)] = np.asarray(p, dtype=np.float64)
+        feats[start:start + len(batch)] = np.asarray(f)
+    # float32 softmax rows sum to 1 only within ~1e-7; make them exact for the IS formula
+    probs /= probs.sum(axis=1, keepdims=True)
+    return probs, feats
+
+
+def save(model, folder: Path) -> list[str]:
+    model.save_weights(str(Path(folder) / WEIGHTS_FILE))
+    return [WEIGHTS_FILE]
+
+
+def load(folder: Path):
+    """Rebuild the architecture in code and load only the weights (no pickles, no code)."""
+    path = Path(folder) / WEIGHTS_FILE
+    if not path.is_file():
+        raise ValueError(f"{folder}: missing {WEIGHTS_FILE}; not an inception scorer folder")
+    model = build("scratch")
+    model.load_weights(str(path))
+    return model
+
+
+def architecture(model) -> dict:
+    return {**ARCHITECTURE, "parameters": int(model.count_params())}
+
+
+def versions() -> dict:
+    import keras
+    import tensorflow as tf
+
+    return {"tensorflow": tf.__version__, "keras": keras.__version__}

@@ -1,0 +1,164 @@
+"""Score a file of generated images (or the real-data ceiling) with the fine-tuned scorers.
+
+    python scorers/score.py --dataset mnist --samples samples.npz --n 1000,5000
+    python scorers/score.py --dataset mnist --samples real-test --scorer-dir vit=DIR --json
+
+``--samples`` is an .npy file, an .npz file (key ``samples``, else its first array), or
+``real-test``: the first n images of the real test set's ceiling half (see
+``scorers.realsplit``), i.e. what a perfect generator would score. Scorers come from
+``--scorer-dir KIND=DIR`` or else the cache (a missing default scorer is fine-tuned
+first, which takes hours on a CPU). Exit status 2 on bad arguments or inputs.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":
+    # Run as a script, Python puts scorers/ first on sys.path, where our module names
+    # could shadow installed packages; the package is imported as ``scorers`` instead.
+    _here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
+
+import numpy as np  # noqa: E402
+
+from scorers.cli import ArgumentParser, fail, setup_logging  # noqa: E402
+
+log = logging.getLogger(__name__)
+PROG = "score.py"
+KINDS = ("inception", "vit")
+COLUMNS = [("{p}_{n}_mean", "{P} mean"), ("{p}_{n}_std", "{P} std"), ("fid_{k}_{n}", "FID"),
+           ("kid_{k}_{n}_mean", "KID mean"), ("kid_{k}_{n}_std", "KID std"),
+           ("mmd_{k}_{n}", "MMD"), ("nn1_{k}_{n}_acc", "1-NN acc"),
+           ("nn1_{k}_{n}_real", "1-NN real"), ("nn1_{k}_{n}_fake", "1-NN fake"),
+           ("coverage_{k}_{n}", "coverage"), ("class_entropy_{k}_{n}", "class H")]
+
+
+def parser() -> ArgumentParser:
+    p = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", required=True, choices=("mnist", "fashion-mnist"))
+    p.add_argument("--samples", required=True, help="FILE.npy | FILE.npz | real-test")
+    p.add_argument("--scorers", help="comma-separated kinds (default: the kinds given with "
+                                     "--scorer-dir, else inception,vit)")
+    p.add_argument("--scorer-dir", action="append", default=[], metavar="KIND=DIR",
+                   help="use the scorer folder DIR for KIND (repeatable)")
+    p.add_argument("--n", default="1000,5000", help="sample counts, comma-separated")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--data-dir", help="folder with the dataset's IDX files")
+    p.add_argument("--cache-root", help="scorer cache root (default $GENSWEEP_CACHE_DIR/scorers)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def load_samples(path: str) -> np.ndarray:
+    """The image array in an .npy / .npz file (never unpickled); ValueError if unusable."""
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"--samples {path}: no such file (expected FILE.npy, FILE.npz or real-test)")
+    try:
+        data = np.load(file, allow_pickle=False)
+        if isinstance(data, np.ndarray):
+            return data
+        with data:
+            if not data.files:
+                raise ValueError("the .npz holds no arrays")
+            return data["samples"] if "samples" in data.files else data[data.files[0]]
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"--samples {path}: cannot be read as .npy/.npz without pickle "
+                         f"({exc})") from exc
+
+
+def parse_scorer_dirs(items: list[str]) -> dict[str, Path]:
+    dirs = {}
+    for item in items:
+        kind, sep, folder = item.partition("=")
+        if not sep or kind not in KINDS or not folder:
+            raise ValueError(f"--scorer-dir {item!r}: expected KIND=DIR with KIND one of "
+                             f"{', '.join(KINDS)}")
+        dirs[kind] = Path(folder)
+    return dirs
+
+
+def table(kind: str, scores: dict, ns) -> str:
+    from scorers.scoring import PREFIX
+    from scorers.spec import n_label
+
+    p = PREFIX[kind]
+    heads = ["n"] + [h.format(P=p.upper()) for _, h in COLUMNS]
+    rows = [[n_label(n)] + [f"{scores[key.format(p=p, k=kind, n=n_label(n))]:.4g}"
+                            for key, _ in COLUMNS] for n in ns]
+    widths = [max(len(r[i]) for r in [heads, *rows]) for i in range(len(heads))]
+    return "\n".join("  " + "  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [heads, *rows])
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging(args.verbose)
+    from scorers.images import as_unit_float
+    from scorers.scoring import ceiling, check_ns, score_images
+    from scorers.store import ensure_scorer, load_scorer, read_metadata
+
+    # Every cheap check first: a typo must not cost a model load or a fine-tune.
+    try:
+        ns = check_ns([int(x) for x in args.n.split(",") if x.strip()] if args.n.strip() else [])
+    except ValueError:
+        fail(PROG, f"--n {args.n!r}: expected comma-separated sample counts in 10..5000, "
+                   f"e.g. 1000,5000")
+    try:
+        dirs = parse_scorer_dirs(args.scorer_dir)
+        kinds = [k.strip() for k in (args.scorers or ",".join(dirs or KINDS)).split(",") if k.strip()]
+        bad = [k for k in kinds if k not in KINDS] or ([] if kinds else ["(none)"])
+        if bad:
+            raise ValueError(f"--scorers: unknown kind {', '.join(bad)}; expected a "
+                             f"comma-separated subset of {', '.join(KINDS)}")
+        extra = [k for k in dirs if k not in kinds]
+        if extra:
+            raise ValueError(f"--scorer-dir given for {', '.join(extra)} but --scorers is "
+                             f"{','.join(kinds)}; add it to --scorers")
+        for kind, folder in dirs.items():
+            meta = read_metadata(folder)
+            if meta["kind"] != kind or meta["dataset"] != args.dataset:
+                raise ValueError(f"--scorer-dir {kind}={folder} holds a {meta['kind']} scorer for "
+                                 f"{meta['dataset']}; expected a {kind} scorer for {args.dataset}")
+        images = None
+        if args.samples != "real-test":
+            images = as_unit_float(load_samples(args.samples), name=f"--samples {args.samples}")
+            if len(images) < max(ns):
+                raise ValueError(f"--samples {args.samples} holds {len(images)} images but "
+                                 f"--n asks for {max(ns)}; expected at least {max(ns)} images")
+    except ValueError as exc:
+        fail(PROG, str(exc))
+
+    results, info = {}, {}
+    for kind in kinds:
+        folder = dirs.get(kind) or ensure_scorer(args.dataset, kind, data_dir=args.data_dir,
+                                                 cache_root=args.cache_root)
+        scorer = load_scorer(folder, data_dir=args.data_dir)
+        try:
+            scores = (ceiling(scorer, ns) if images is None
+                      else score_images(scorer, images, ns, dataset=args.dataset))
+        except ValueError as exc:
+            fail(PROG, str(exc))
+        results[kind] = scores
+        info[kind] = {"folder": str(folder), "scorer_id": scorer.scorer_id,
+                      "test_accuracy": scorer.metadata.get("test_accuracy"),
+                      "test_images": scorer.metadata.get("test_images")}
+    if args.json:
+        merged = {k: v for part in results.values() for k, v in part.items()}
+        print(json.dumps({"dataset": args.dataset, "samples": args.samples, "n": list(ns),
+                          "scorers": info, "scores": merged}, indent=2, sort_keys=True))
+        return 0
+    what = "real test images (ceiling half)" if images is None else f"{len(images)} images"
+    print(f"{args.dataset}: {args.samples} ({what})")
+    for kind, scores in results.items():
+        i = info[kind]
+        print(f"\n{kind} scorer {i['scorer_id']} (test accuracy {i['test_accuracy']:.4f} on "
+              f"{i['test_images']} images), {i['folder']}")
+        print(table(kind, scores, ns))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

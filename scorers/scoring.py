@@ -1,0 +1,108 @@
+"""Scores of a sample set under one scorer: a pure composition of ``scorers.metrics``.
+
+Keys are flat, so they go straight into Ray Tune results and MLflow metrics. For a
+scorer of kind K (prefix P = ``is`` for inception, ``ts`` for vit, the paper's Inception
+and Transformer Scores) and each sample count n (label L: 1000 -> ``1k``, 5000 -> ``5k``,
+else the number)::
+
+    P_L_mean, P_L_std                      IS formula, 10 splits, the FIRST n samples
+    fid_K_L                                Frechet distance          } the first n samples
+    kid_K_L_mean, kid_K_L_std              kernel inception distance } against the first
+    mmd_K_L                                Gaussian-kernel MMD^2     } n images of the real
+    nn1_K_L_acc, nn1_K_L_real, nn1_K_L_fake  1-NN two-sample accuracy } reference half,
+    coverage_K_L, class_entropy_K_L        predicted-class coverage  } in K's features
+
+The real-data ceiling (``ceiling``) is the same dictionary for the first n images of the
+real *ceiling* half, which never overlaps the reference half (``scorers.realsplit``).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from scorers import metrics
+from scorers.images import as_unit_float
+from scorers.realsplit import HALF
+from scorers.spec import N_CLASSES, n_label
+
+log = logging.getLogger(__name__)
+
+PREFIX = {"inception": "is", "vit": "ts"}
+IS_SPLITS = 10
+KID_SUBSETS = 100
+KID_SUBSET_SIZE = 1000
+
+
+def check_ns(ns) -> tuple[int, ...]:
+    """Sample counts as a sorted tuple of distinct ints in 10..5000 (IS needs 10 splits,
+    the reference half has 5000 images)."""
+    if isinstance(ns, (int, np.integer)) and not isinstance(ns, bool):
+        ns = (ns,)
+    try:
+        values = [int(n) for n in ns if not isinstance(n, bool) and int(n) == n]
+        ok = len(values) == len(tuple(ns)) and len(values) > 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or any(not IS_SPLITS <= n <= HALF for n in values):
+        raise ValueError(f"ns={ns!r}: expected one or more integer sample counts in "
+                         f"{IS_SPLITS}..{HALF} (e.g. (1000, 5000))")
+    return tuple(sorted(set(values)))
+
+
+def score_predictions(kind: str, probs: np.ndarray, feats: np.ndarray, reference,
+                      ns) -> dict[str, float]:
+    """The score dictionary from already computed predictions.
+
+    ``reference(n) -> (probs, feats)`` gives the first n real reference images'
+    predictions; ``probs``/``feats`` hold at least max(ns) sample rows, in sample order.
+    """
+    p = PREFIX[kind]
+    out: dict[str, float] = {}
+    for n in check_ns(ns):
+        if len(probs) < n:
+            raise ValueError(f"{len(probs)} samples given but n={n} requested; expected at "
+                             f"least {n} images")
+        lab = n_label(n)
+        fake_p, fake_f = probs[:n], feats[:n]
+        _, real_f = reference(n)
+        out[f"{p}_{lab}_mean"], out[f"{p}_{lab}_std"] = metrics.inception_score(fake_p, IS_SPLITS)
+        out[f"fid_{kind}_{lab}"] = metrics.frechet_distance(real_f, fake_f)
+        # With n <= subset size every KID round draws all n rows of both sets, i.e. the same
+        # pairs in another order: one round gives the same value as 100 at 1/100 the cost.
+        subsets = 1 if n <= KID_SUBSET_SIZE else KID_SUBSETS
+        kid, kid_std = metrics.kernel_inception_distance(real_f, fake_f, subsets=subsets,
+                                                         subset_size=KID_SUBSET_SIZE, seed=0)
+        out[f"kid_{kind}_{lab}_mean"], out[f"kid_{kind}_{lab}_std"] = kid, kid_std
+        out[f"mmd_{kind}_{lab}"] = metrics.kernel_mmd(real_f, fake_f)
+        nn1 = metrics.nn1_accuracy(real_f, fake_f)
+        out[f"nn1_{kind}_{lab}_acc"] = nn1["accuracy"]
+        out[f"nn1_{kind}_{lab}_real"] = nn1["real_accuracy"]
+        out[f"nn1_{kind}_{lab}_fake"] = nn1["fake_accuracy"]
+        cov = metrics.class_coverage(fake_p, n_classes=N_CLASSES)
+        out[f"coverage_{kind}_{lab}"] = cov["coverage"]
+        out[f"class_entropy_{kind}_{lab}"] = cov["class_entropy"]
+    return {k: float(v) for k, v in out.items()}
+
+
+def score_images(scorer, images, ns=(1000, 5000), dataset: str | None = None) -> dict[str, float]:
+    """Scores of ``images`` (N >= max(ns); the first n are used for each n) under ``scorer``.
+
+    ``dataset``: what the images are samples of; a scorer fine-tuned on another dataset
+    raises ValueError, as do malformed images (see ``scorers.images``).
+    """
+    ns = check_ns(ns)
+    scorer.check_dataset(dataset)
+    x = as_unit_float(images)
+    if len(x) < max(ns):
+        raise ValueError(f"{len(x)} images given but n={max(ns)} requested; expected at least "
+                         f"{max(ns)} images")
+    probs, feats = scorer.predict(x[:max(ns)])
+    return score_predictions(scorer.kind, probs, feats, lambda n: scorer.real("reference", n), ns)
+
+
+def ceiling(scorer, ns=(1000, 5000)) -> dict[str, float]:
+    """The real-data ceiling: the same scores for the first n images of the real ceiling half."""
+    ns = check_ns(ns)
+    probs, feats = scorer.real("ceiling", max(ns))
+    return score_predictions(scorer.kind, probs, feats, lambda n: scorer.real("reference", n), ns)

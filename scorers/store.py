@@ -1,0 +1,174 @@
+"""Scorer folders and their cache: find, build atomically, reuse, load.
+
+Layout: ``<cache_root>/<dataset>/<kind>/<spec-hash>/`` with ``cache_root`` defaulting to
+``cache_dir()/"scorers"`` (``$GENSWEEP_CACHE_DIR`` or ``~/.cache/gensweep``). The spec
+hash covers everything that determines the weights (``TrainSpec`` after defaults, the
+content of a local init, the architecture constants), so asking twice for the same
+scorer trains once. A folder is built under a temporary name in the same directory and
+renamed into place only when ``metadata.json`` (written last) exists, so an interrupted
+fine-tune never leaves a folder that looks valid. A lock file serialises concurrent
+builders of the same spec: the second one waits and then reuses the first one's folder.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from scorers.spec import KINDS, TrainSpec, backend
+from scorers.training import ARRAYS, METADATA, train_scorer
+
+log = logging.getLogger(__name__)
+
+
+def default_root() -> Path:
+    from trainables.datasets import cache_dir
+
+    return cache_dir() / "scorers"
+
+
+def _hash_extra(kind: str) -> dict:
+    """Architecture/training constants of ``kind`` that are not in the spec itself."""
+    impl = backend(kind)
+    if kind == "vit":
+        return {"scratch_config": impl.SCRATCH_CONFIG, "weight_decay": impl.WEIGHT_DECAY,
+                "warmup": impl.WARMUP_FRACTION, "grad_clip": impl.GRAD_CLIP}
+    return {"architecture": impl.ARCHITECTURE, "preprocessing": impl.PREPROCESSING}
+
+
+def spec_hash(spec: TrainSpec) -> str:
+    return spec.spec_hash(extra=_hash_extra(spec.kind))
+
+
+def scorer_dir_for(spec: TrainSpec, cache_root=None) -> Path:
+    """Where the cache keeps the scorer ``spec`` describes (it may not exist yet)."""
+    spec = spec.resolved()
+    root = Path(cache_root) if cache_root is not None else default_root()
+    return root / spec.dataset / spec.kind / spec_hash(spec)
+
+
+def read_metadata(folder) -> dict:
+    """``folder``'s metadata after checking the folder is complete; ValueError says what's wrong."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"scorer folder {folder} does not exist; make one with "
+                         f"python scorers/finetune.py or ensure_scorer()")
+    meta_path = folder / METADATA
+    if not meta_path.is_file():
+        raise ValueError(f"{folder} is not a complete scorer folder: no {METADATA} (an "
+                         f"interrupted fine-tune, or not a scorer folder)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{meta_path}: unreadable metadata ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("kind") not in KINDS:
+        raise ValueError(f"{meta_path}: 'kind' must be one of {', '.join(KINDS)}; "
+                         f"got {meta.get('kind') if isinstance(meta, dict) else meta!r}")
+    files = meta.get("files", {})
+    missing = [f for f in [*files.get("weights", []), *files.get("arrays", ARRAYS).values()]
+               if not (folder / f).is_file()]
+    if missing or not files.get("weights"):
+        raise ValueError(f"{folder}: scorer folder is incomplete, missing "
+                         f"{', '.join(missing) or 'the weights list'}")
+    return meta
+
+
+def is_complete(folder) -> bool:
+    try:
+        read_metadata(folder)
+        return True
+    except ValueError:
+        return False
+
+
+@contextlib.contextmanager
+def _lock(target: Path):
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _move_into_place(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` to ``target``; an old ``target`` is moved aside first, then deleted."""
+    old = None
+    if target.exists():
+        old = target.parent / f".old-{target.name}-{uuid.uuid4().hex[:8]}"
+        os.rename(target, old)
+    os.rename(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def ensure_scorer(dataset: str, kind: str, *, init: str = "scratch", epochs: int | None = None,
+                  subset: int | None = None, batch_size: int | None = None,
+                  lr: float | None = None, eval_subset: int | None = None, data_dir=None,
+                  cache_root=None, force: bool = False, seed: int = 0, folder=None,
+                  progress: bool = True) -> Path:
+    """The folder of the scorer these settings describe, fine-tuning it only if needed.
+
+    ``folder`` puts the scorer at that exact path instead of the cache layout (the
+    CLI's ``--out``). ``force`` re-trains even if a matching folder exists. An init that
+    cannot be loaded raises ``ScorerInitError`` before any training.
+    """
+    spec = TrainSpec(dataset, kind, init=init, epochs=epochs, subset=subset,
+                     batch_size=batch_size, lr=lr, eval_subset=eval_subset, seed=seed).resolved()
+    backend(kind).check_init(spec.init)
+    digest = spec_hash(spec)
+    if folder is not None:
+        target = Path(folder).expanduser().resolve()
+        _check_explicit_target(target, digest, force)
+    else:
+        target = scorer_dir_for(spec, cache_root)
+    if not force and is_complete(target):
+        log.info("reusing %s scorer %s", kind, target)
+        return target
+    with _lock(target):
+        if not force and is_complete(target):  # another process built it while we waited
+            log.info("reusing %s scorer %s (built concurrently)", kind, target)
+            return target
+        # Holding the lock, no live process is building this spec: leftovers are from
+        # killed runs and go.
+        for stale in target.parent.glob(f".tmp-{target.name}-*"):
+            log.info("removing %s left by an interrupted fine-tune", stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = target.parent / f".tmp-{target.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            train_scorer(spec, tmp, spec_hash=digest, data_dir=data_dir, progress=progress)
+            _move_into_place(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    log.info("%s scorer written to %s", kind, target)
+    return target
+
+
+def _check_explicit_target(target: Path, digest: str, force: bool) -> None:
+    """Never overwrite a folder that is not a scorer, nor a different scorer without force."""
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise ValueError(f"--out {target} exists and is not a directory")
+    if (target / METADATA).is_file():
+        meta = json.loads((target / METADATA).read_text())
+        if meta.get("spec_hash") != digest and not force:
+            raise ValueError(f"--out {target} holds a different scorer (spec {meta.get('spec')}); "
+                             f"pass --force to replace it or choose another --out")
+    elif any(target.iterdir()):
+        raise ValueError(f"--out {target} exists, is not empty and is not a scorer folder; "
+                         f"refusing to replace it (choose an empty or new folder)")
+
+
+def load_scorer(path, data_dir=None):
+    """Load the scorer folder at ``path``; see ``scorers.scorer.Scorer``."""
+    from scorers.scorer import Scorer
+
+    return Scorer.load(path, data_dir=data_dir)
