@@ -21,9 +21,10 @@ def score_search_class():
         """``OptunaSearch`` that ignores per-epoch results and fails unscored trials."""
 
         def on_trial_result(self, trial_id, result):
-            metrics = self.metric if isinstance(self.metric, list) else [self.metric]
-            if all(m in result for m in metrics):
-                super().on_trial_result(trial_id, result)
+            # Intermediate values would only feed Optuna's pruners, which we do not use (ASHA
+            # prunes in Tune). Forwarding them also breaks resume: a restored trial re-reports
+            # its final result to an Optuna trial that is already complete.
+            return
 
         def on_trial_complete(self, trial_id, result=None, error=False):
             metrics = self.metric if isinstance(self.metric, list) else [self.metric]

@@ -179,12 +179,9 @@ def trainable_with_resources(settings: SweepSettings):
 def build_tuner(settings: SweepSettings, *, actor_names: dict | None = None,
                 namespace: str | None = None, callbacks: list | None = None):
     """The sweep's ``tune.Tuner``, ready for ``fit()`` (nothing is started here)."""
-    import os
-
     from ray import tune
 
-    # Scores arrive only in a trial's last report; per-epoch reports carry losses.
-    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    _tune_environment()
     tune_config = tune.TuneConfig(search_alg=make_searcher(settings),
                                   scheduler=make_scheduler(settings),
                                   num_samples=settings.num_samples, reuse_actors=False,
@@ -199,10 +196,22 @@ def build_tuner(settings: SweepSettings, *, actor_names: dict | None = None,
                       tune_config=tune_config, run_config=run_config)
 
 
+def _tune_environment() -> None:
+    import os
+
+    # Scores arrive only in a trial's last report; per-epoch reports carry losses.
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    # Save the experiment state (trials + searcher) on every controller step, not every 10 s:
+    # a driver killed between an Optuna "ask" and the next save would otherwise leave an
+    # Optuna trial that the resumed sweep never finishes. Cheap at sweep sizes.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+
+
 def restore_tuner(settings: SweepSettings, actor_names: dict, namespace: str):
     """Continue an interrupted sweep from its Tune experiment folder."""
     from ray import tune
 
+    _tune_environment()
     path = settings.sweep_dir / "tune"
     if not tune.Tuner.can_restore(str(path)):
         raise FileNotFoundError(f"{path} holds no Tune experiment to resume")
