@@ -50,6 +50,15 @@ def configure_tf():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:
+        # Ray sets OMP_NUM_THREADS to an actor's CPU share; TF ignores it and would run one
+        # thread per core, competing with the trials on the same node.
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+            tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+        except RuntimeError:  # TF already running in this process: too late, keep its pools
+            pass
     for gpu in tf.config.list_physical_devices("GPU"):
         try:
             tf.config.experimental.set_memory_growth(gpu, True)
@@ -172,8 +181,8 @@ def predict(model, x: np.ndarray, batch_size: int = PREDICT_BATCH) -> tuple[np.n
     for start in range(0, len(x), batch_size):
         batch = x[start:start + batch_size, ..., None]
         p, f = model(batch, training=False)
-        probs[start:start + len(batch)] = np.asarray(p, dtype=np.float64)
-        feats[start:start + len(batch)] = np.asarray(f)
+        probs[start:start + len(batch)] = p.numpy()
+        feats[start:start + len(batch)] = f.numpy()
     # float32 softmax rows sum to 1 only within ~1e-7; make them exact for the IS formula
     probs /= probs.sum(axis=1, keepdims=True)
     return probs, feats

@@ -98,7 +98,8 @@ def main(argv=None) -> int:
     setup_logging(args.verbose)
     from scorers.images import as_unit_float
     from scorers.scoring import ceiling, check_ns, score_images
-    from scorers.store import ensure_scorer, load_scorer, read_metadata
+    from scorers.spec import TrainSpec
+    from scorers.store import ensure_scorer, is_complete, load_scorer, read_metadata, scorer_dir_for
 
     # Every cheap check first: a typo must not cost a model load or a fine-tune.
     try:
@@ -133,6 +134,12 @@ def main(argv=None) -> int:
 
     results, info = {}, {}
     for kind in kinds:
+        if kind not in dirs and not is_complete(scorer_dir_for(TrainSpec(args.dataset, kind),
+                                                               args.cache_root)):
+            log.warning("no cached default %s scorer for %s: fine-tuning one now with the paper "
+                        "defaults (20 epochs on 60,000 images; hours on a CPU). Interrupt and "
+                        "pass --scorer-dir %s=DIR to use one made by scorers/finetune.py",
+                        kind, args.dataset, kind)
         folder = dirs.get(kind) or ensure_scorer(args.dataset, kind, data_dir=args.data_dir,
                                                  cache_root=args.cache_root)
         scorer = load_scorer(folder, data_dir=args.data_dir)

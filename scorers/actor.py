@@ -1,0 +1,110 @@
+"""A long-lived scorer service for Ray: load a scorer once, score many sample sets.
+
+``ScorerActor`` is a plain class (usable and testable without Ray); ``start_scorer_actor``
+wraps it with ``ray.remote`` as a *named* actor, so every trial of a sweep finds the same
+instance by name instead of loading its own copy of Inception v3 / ViT. The actor is
+restartable: ``max_restarts=-1`` brings a crashed actor back (it reloads the immutable
+scorer folder), and ``max_task_retries`` re-runs the calls that were in flight. Inference
+is deterministic (fixed batches, eval mode, seeded KID subsets), so a retried call returns
+exactly what an undisturbed one would have.
+
+Devices: given ``num_gpus`` > 0 Ray exposes a GPU to the actor and TensorFlow (memory
+growth on) or torch use it; otherwise everything runs on the CPU. Predictions run in
+bounded batches, so the actor's memory does not grow with the number of samples scored
+beyond the outputs themselves.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_TASK_RETRIES = 3
+
+
+class ScorerActor:
+    """Serves one scorer folder: ``score``, ``ceiling``, ``info``, ``ping``."""
+
+    def __init__(self, scorer_dir, expected_dataset: str | None = None, data_dir=None) -> None:
+        from scorers.store import load_scorer
+
+        self._scorer = load_scorer(scorer_dir, data_dir=data_dir)
+        # Refuse at start-up rather than on every trial's first score.
+        self._scorer.check_dataset(expected_dataset)
+        self._folder = str(Path(scorer_dir).expanduser().resolve())
+
+    def score(self, images, ns=(1000, 5000), dataset: str | None = None) -> dict:
+        """``scorers.scoring.score_images`` of ``images`` (flat dict of floats)."""
+        from scorers.scoring import score_images
+
+        return score_images(self._scorer, images, ns=ns, dataset=dataset)
+
+    def ceiling(self, ns=(1000, 5000)) -> dict:
+        """The real-test ceiling (first n images of the real ceiling half), same keys."""
+        from scorers.scoring import ceiling
+
+        return ceiling(self._scorer, ns)
+
+    def info(self) -> dict:
+        """The scorer's metadata (kind, dataset, scorer_id, test_accuracy, ...) plus its folder."""
+        return {**self._scorer.metadata, "folder": self._folder}
+
+    def ping(self) -> dict:
+        """Cheap liveness check; the pid lets tests (and operators) find the process."""
+        return {"ok": True, "pid": os.getpid(), "host": socket.gethostname(),
+                "kind": self._scorer.kind, "dataset": self._scorer.dataset,
+                "scorer_id": self._scorer.scorer_id, "folder": self._folder}
+
+
+def start_scorer_actor(scorer_dir, name: str, *, num_cpus: float = 1, num_gpus: float = 0,
+                       namespace: str | None = None, lifetime: str | None = None,
+                       expected_dataset: str | None = None, data_dir=None,
+                       scheduling_strategy=None, max_task_retries: int = DEFAULT_MAX_TASK_RETRIES,
+                       verify: bool = True):
+    """Start (or join) the named actor serving ``scorer_dir``; returns its handle.
+
+    A second call with the same ``name`` and ``namespace`` returns the SAME actor
+    (``get_if_exists``). With ``verify`` the call waits until the actor has loaded its
+    scorer and checks that an existing actor of that name serves the same folder,
+    so a name clash or an unloadable folder fails here, not in the first trial.
+    ``lifetime="detached"`` keeps the actor after the driver exits (default: the job's).
+    """
+    import ray
+
+    from scorers.store import read_metadata
+
+    folder = Path(scorer_dir).expanduser().resolve()
+    meta = read_metadata(folder)  # cheap validation before anything is scheduled
+    if expected_dataset is not None and meta["dataset"] != expected_dataset:
+        raise ValueError(f"scorer {folder} was fine-tuned on {meta['dataset']!r}; expected a "
+                         f"{expected_dataset!r} scorer")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"actor name must be a non-empty string; got {name!r}")
+    options = dict(name=name, namespace=namespace, lifetime=lifetime, get_if_exists=True,
+                   max_restarts=-1, max_task_retries=max_task_retries, num_cpus=num_cpus,
+                   num_gpus=num_gpus)
+    if scheduling_strategy is not None:
+        options["scheduling_strategy"] = scheduling_strategy
+    handle = ray.remote(ScorerActor).options(**options).remote(
+        str(folder), expected_dataset, None if data_dir is None else str(data_dir))
+    if verify:
+        served = ray.get(handle.ping.remote())["folder"]
+        if served != str(folder):
+            raise ValueError(f"actor {name!r} (namespace {namespace!r}) already serves {served}, "
+                             f"not {folder}; choose another name")
+    log.info("scorer actor %r serves %s scorer %s", name, meta["kind"], folder)
+    return handle
+
+
+def get_scorer_actor(name: str, namespace: str | None = None):
+    """The handle of the running scorer actor ``name``; ValueError if there is none."""
+    import ray
+
+    try:
+        return ray.get_actor(name, namespace=namespace)
+    except ValueError as exc:
+        raise ValueError(f"no scorer actor named {name!r} in namespace {namespace!r}; start "
+                         f"one with start_scorer_actor()") from exc

@@ -1,0 +1,144 @@
+"""The scorer actor on a real local Ray: shared by name, restarted after a crash with the
+same answers, bad input reported as ValueError. Uses the tiny scorers of
+test_scorers_trained.py (fine-tuned once per session through the shared cache)."""
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from scorers.actor import ScorerActor, get_scorer_actor, start_scorer_actor
+from scorers.scoring import ceiling, score_images
+from scorers.store import ensure_scorer, load_scorer
+from test_scorers_trained import MICRO_VIT, TINY_INCEPTION, TINY_VIT
+
+pytestmark = pytest.mark.slow  # a Ray cluster plus model loads in worker processes
+NS = "gensweep-scorer-tests"
+
+
+@pytest.fixture(scope="module")
+def vit_dir():
+    return ensure_scorer(**TINY_VIT, progress=False)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, namespace=NS, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def samples():
+    from trainables.datasets import load_dataset
+
+    # Real training digits with a little noise: a plausible "generated" set.
+    rng = np.random.default_rng(1)
+    imgs = load_dataset("mnist", subset=1000, seed=3).train.images / 255.0
+    return np.clip(imgs + rng.normal(0, 0.1, imgs.shape), 0, 1).astype(np.float32)
+
+
+def test_plain_class_works_without_ray(vit_dir, samples):
+    actor = ScorerActor(vit_dir, expected_dataset="mnist")
+    assert actor.ping()["ok"] and actor.info()["scorer_id"] == load_scorer(vit_dir).scorer_id
+    assert actor.score(samples, ns=(500,)) == score_images(load_scorer(vit_dir), samples, (500,))
+    with pytest.raises(ValueError, match="fine-tuned on 'mnist'"):
+        ScorerActor(vit_dir, expected_dataset="fashion-mnist")
+
+
+def test_two_callers_get_the_same_actor_by_name(ray_local, vit_dir):
+    ray = ray_local
+    first = start_scorer_actor(vit_dir, "vit-shared", namespace=NS)
+    second = start_scorer_actor(vit_dir, "vit-shared", namespace=NS)
+    looked_up = get_scorer_actor("vit-shared", namespace=NS)
+    pids = {ray.get(h.ping.remote())["pid"] for h in (first, second, looked_up)}
+    assert len(pids) == 1
+
+    @ray.remote(num_cpus=0)
+    def other_caller():
+        from scorers.actor import get_scorer_actor as lookup
+        import ray as r
+
+        return r.get(lookup("vit-shared", namespace=NS).ping.remote())["pid"]
+
+    assert ray.get(other_caller.remote()) in pids
+    info = ray.get(first.info.remote())
+    assert info["kind"] == "vit" and info["dataset"] == "mnist" and info["folder"] == str(vit_dir)
+    assert info["test_accuracy"] > 0 and info["scorer_id"]
+    ray.kill(first)
+
+
+def test_name_clash_and_wrong_dataset_are_refused(ray_local, vit_dir, tmp_path):
+    other = ensure_scorer(**MICRO_VIT, cache_root=tmp_path, progress=False)
+    handle = start_scorer_actor(vit_dir, "vit-clash", namespace=NS)
+    with pytest.raises(ValueError, match="already serves"):
+        start_scorer_actor(other, "vit-clash", namespace=NS)
+    with pytest.raises(ValueError, match="expected a 'fashion-mnist' scorer"):
+        start_scorer_actor(vit_dir, "vit-wrong", namespace=NS, expected_dataset="fashion-mnist")
+    with pytest.raises(ValueError, match="no scorer actor named 'nobody'"):
+        get_scorer_actor("nobody", namespace=NS)
+    ray_local.kill(handle)
+
+
+def test_actor_scores_like_the_library_and_reports_bad_input(ray_local, vit_dir, samples):
+    ray = ray_local
+    handle = start_scorer_actor(vit_dir, "vit-inputs", namespace=NS, expected_dataset="mnist")
+    local = load_scorer(vit_dir)
+    remote = ray.get(handle.score.remote(samples, ns=(500, 1000), dataset="mnist"))
+    assert remote == pytest.approx(score_images(local, samples, (500, 1000)), rel=1e-4, abs=2e-3)
+    assert ray.get(handle.ceiling.remote((1000,))) == pytest.approx(ceiling(local, (1000,)))
+    for bad, kwargs, needle in [(samples[:10], {}, "10 images given"),
+                                (samples * 255, {}, "divide by 255"),
+                                (samples, {"dataset": "fashion-mnist"}, "fine-tuned on 'mnist'")]:
+        with pytest.raises(ValueError, match=needle):
+            ray.get(handle.score.remote(bad, ns=(1000,), **kwargs))
+    assert ray.get(handle.ping.remote())["ok"]  # a bad call does not kill the actor
+    ray.kill(handle)
+
+
+def wait_for_new_pid(ray, handle, old_pid, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            pid = ray.get(handle.ping.remote(), timeout=30)["pid"]
+            if pid != old_pid:
+                return pid
+        except Exception:  # restarting: the retried ping may fail transiently
+            pass
+        time.sleep(0.5)
+    raise AssertionError("actor was not restarted")
+
+
+def test_killed_actor_restarts_and_retried_calls_equal_undisturbed(ray_local, vit_dir, samples):
+    ray = ray_local
+    handle = start_scorer_actor(vit_dir, "vit-crash", namespace=NS)
+    ns = (1000,)
+    undisturbed = ray.get(handle.score.remote(samples, ns=ns))
+    pid = ray.get(handle.ping.remote())["pid"]
+
+    # 1) the process dies in the middle of a call: the call is retried on the new process
+    ref = handle.score.remote(samples, ns=ns)
+    time.sleep(0.3)
+    os.kill(pid, signal.SIGKILL)
+    assert ray.get(ref, timeout=180) == undisturbed
+    new_pid = wait_for_new_pid(ray, handle, pid)
+
+    # 2) ray.kill with restart allowed: the next call goes to a fresh process
+    ray.kill(handle, no_restart=False)
+    assert ray.get(handle.score.remote(samples, ns=ns), timeout=180) == undisturbed
+    assert wait_for_new_pid(ray, handle, new_pid) not in (pid, new_pid)
+    ray.kill(handle)
+
+
+def test_inception_actor_in_a_worker_process(ray_local, samples):
+    ray = ray_local
+    folder = ensure_scorer(**TINY_INCEPTION, progress=False)
+    handle = start_scorer_actor(folder, "inception-worker", namespace=NS, expected_dataset="mnist")
+    remote = ray.get(handle.score.remote(samples[:500], ns=(500,), dataset="mnist"), timeout=300)
+    local = score_images(load_scorer(folder), samples[:500], (500,))
+    assert set(remote) == set(local) and "is_500_mean" in remote
+    assert remote == pytest.approx(local, rel=1e-3, abs=2e-3)
+    ray.kill(handle)
