@@ -20,7 +20,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from scorers.spec import KINDS, TrainSpec, backend
+from scorers.spec import FORMAT_VERSION, KINDS, TrainSpec, backend
 from scorers.training import ARRAYS, METADATA, train_scorer
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,9 @@ def read_metadata(folder) -> dict:
     if not isinstance(meta, dict) or meta.get("kind") not in KINDS:
         raise ValueError(f"{meta_path}: 'kind' must be one of {', '.join(KINDS)}; "
                          f"got {meta.get('kind') if isinstance(meta, dict) else meta!r}")
+    if meta.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{meta_path}: folder format {meta.get('format')!r}, this code reads "
+                         f"format {FORMAT_VERSION}; re-create it with scorers/finetune.py")
     files = meta.get("files", {})
     missing = [f for f in [*files.get("weights", []), *files.get("arrays", ARRAYS).values()]
                if not (folder / f).is_file()]

@@ -3,11 +3,11 @@
 ``init="scratch"`` builds a small ViT for 28x28 grayscale digits (``SCRATCH_CONFIG``):
 7x7 patches (a 4x4 grid, 16 tokens + CLS), hidden size 128, 4 layers of 4 heads, MLP 256,
 no dropout; 540k parameters. Why this size: measured on the shared 2-core dev CPU
-(4 epochs on 10,000 MNIST images, lr 2e-3, batch 128), it trains at 600-1,200 images/s
-(so an epoch of all 60,000 images takes about a minute) and reached 87.6% on 2,000 test
-images; 4x4 patches (49 tokens) ran at ~140 images/s and reached 78.2% on the same
-budget, and an MLP of 512 instead of 256 was slower and no better (83%). The numbers are
-in docs/scorers.md.
+(4 epochs on 10,000 MNIST images, batch 128, lr 2e-3), it trains at 500-1,200 images/s
+(an epoch of all 60,000 images in one to two minutes) and reached 87.6% on 2,000 test
+images. With an MLP of 512 it was slower (~470 images/s) and worse (82.9%); with 4x4
+patches (49 tokens, MLP 512) it ran at ~140 images/s and reached 78.2%. The table is in
+docs/scorers.md.
 
 Any other init is a pretrained ViT (a HuggingFace id or a local directory, safetensors
 only): images are resized to the model's input size and repeated to its channel count,
