@@ -13,7 +13,7 @@ from pathlib import Path
 from sweeps import report, tracking
 from sweeps.presets import default_preset
 from sweeps.spaces import paper_point
-from sweeps.tuner import (SCORER_KINDS, SweepSettings, build_tuner, objective_metrics,
+from sweeps.tuner import (SweepSettings, build_tuner, objective_metrics,
                           read_sweep_file, restore_tuner, write_sweep_file)
 
 log = logging.getLogger(__name__)
@@ -66,31 +66,6 @@ def resolve_preset(preset: str | None, address: str | None) -> tuple[str, float]
     return (preset or default_preset(gpus)), gpus
 
 
-def prepare_scorers(settings: SweepSettings) -> dict:
-    """Scorer folders for the sweep: ``--scorers DIR`` (DIR/inception, DIR/vit) or the cache,
-    fine-tuning with the preset's settings where no matching scorer is cached."""
-    from scorers.store import ensure_scorer
-
-    if settings.scorers_dir:
-        root = Path(settings.scorers_dir)
-        dirs = {kind: root / kind for kind in SCORER_KINDS}
-        missing = [str(p) for p in dirs.values() if not (p / "metadata.json").is_file()]
-        if missing:
-            raise SweepError(f"--scorers {root}: no scorer folder at {', '.join(missing)} "
-                             f"(expected DIR/inception and DIR/vit made by scorers/finetune.py)")
-        return dirs
-    preset = settings.preset_obj
-    dirs = {}
-    for kind in SCORER_KINDS:
-        spec = getattr(preset, kind)
-        log.info("scorer %s for %s: reusing the cached one or fine-tuning (%s)", kind,
-                 settings.dataset, spec)
-        dirs[kind] = ensure_scorer(settings.dataset, kind, epochs=spec.epochs, subset=spec.subset,
-                                   eval_subset=spec.eval_subset, data_dir=settings.data_dir,
-                                   seed=settings.seed)
-    return dirs
-
-
 def start_actors(settings: SweepSettings, scorer_dirs: dict) -> dict:
     """One named ``ScorerActor`` per scorer, pinned to this (driver) node where the folders are,
     with resources reserved up front so trials can never starve them."""
@@ -98,12 +73,14 @@ def start_actors(settings: SweepSettings, scorer_dirs: dict) -> dict:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from scorers.actor import start_scorer_actor
+    from sweeps.scorer_setup import actor_cpus
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    cpus = actor_cpus(settings.scorer_cpus)
     handles = {}
     for kind, name in settings.actor_names().items():
         handles[kind] = start_scorer_actor(
-            str(scorer_dirs[kind]), name, num_cpus=settings.scorer_cpus,
+            str(scorer_dirs[kind]), name, num_cpus=cpus,
             num_gpus=settings.scorer_gpus, namespace=NAMESPACE, scheduling_strategy=here,
             expected_dataset=settings.dataset)
     infos = ray.get([h.info.remote() for h in handles.values()])
@@ -128,8 +105,9 @@ def run_sweep(settings: SweepSettings, resume: bool = False) -> dict:
     tracking.check_reachable(uri)
     check_dataset(settings)
 
-    init_ray(settings.address)
-    scorer_dirs = prepare_scorers(settings)
+    ray = init_ray(settings.address)
+    from sweeps.scorer_setup import scorer_folders
+    scorer_dirs = scorer_folders(settings, float(ray.cluster_resources().get("GPU", 0)))
     actors = start_actors(settings, scorer_dirs)
     ns = settings.preset_obj.ns
     ceiling = real_ceiling(actors["handles"], ns)
