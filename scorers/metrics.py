@@ -14,7 +14,9 @@ Scores, what they mean and which way is better:
   With the ViT scorer's probabilities the same formula is our "Transformer Score".
 * ``frechet_distance`` (FID, lower is better, 0 = same Gaussian):
   ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^{1/2}) between Gaussians fitted
-  to two feature sets. Heusel et al. 2017; numerics as in pytorch-fid.
+  to two feature sets. Heusel et al. 2017; pytorch-fid's conventions, but tr (S_a S_b)^{1/2}
+  comes from symmetric eigenvalues (or singular values when N < D), not ``sqrtm``. For a
+  fixed reference set, cache ``gaussian_stats`` and use ``frechet_distance_from_stats``.
 * ``kernel_inception_distance`` (KID, lower is better, ~0 = same distribution,
   can be slightly negative because it is unbiased): unbiased MMD^2 with the
   cubic polynomial kernel, averaged over random subsets. Binkowski et al. 2018,
@@ -43,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 _ROW_SUM_TOL = 1e-3
 _FID_EPS = 1e-6  # pytorch-fid's diagonal offset for singular covariance products
+_FID_NEG_TOL = 1e-6  # relative; a clearly negative eigenvalue (covariance not PSD) raises
+_KID_GRAM_MAX_ELEMS = 1 << 27  # ~1 GiB of float64 kernel matrices; beyond, per-round ones
 _BLOCK_ELEMS = 1 << 22  # ~32 MiB of float64 per distance block
 _MEDIAN_MAX_POINTS = 4000  # ~8M pairs; beyond this the median is estimated on a subsample
 
@@ -110,29 +114,90 @@ def inception_score(probs, splits: int = 10) -> tuple[float, float]:
     return float(scores.mean()), float(scores.std(ddof=0))
 
 
+def gaussian_stats(feats) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and covariance (D, D) (ddof=1, as ``np.cov``) of ``feats`` (N >= 2, D), for
+    :func:`frechet_distance_from_stats` (compute once for a fixed reference set)."""
+    x = _as_matrix(feats, "feats", min_rows=2)
+    mu = x.mean(axis=0)
+    xc = x - mu
+    return mu, (xc.T @ xc) / (x.shape[0] - 1)  # xc.T @ xc runs as one BLAS syrk
+
+
+def _tr_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> float:
+    """tr sqrt(S1 S2) of symmetric PSD S1, S2 = sum of sqrt(eigvalsh(F^T S2 F)) for any
+    S1 = F F^T (similar matrices). F: Cholesky factor (LAPACK ``dsygv``); for singular S1
+    (N <= D samples) the pivoted Cholesky factor (``dpstrf``) cut at S1's numerical rank
+    (pivots <= D eps max diag), a smaller problem. Round-off negatives are clipped to 0."""
+    try:
+        ev = linalg.eigh(s2, s1, type=2, eigvals_only=True, driver="gv", check_finite=False)
+        left = 0.0
+    except np.linalg.LinAlgError:  # S1 not positive definite
+        c, piv, rank, info = linalg.lapack.dpstrf(s1, lower=1)
+        if info < 0:
+            raise np.linalg.LinAlgError(f"dpstrf: illegal argument {-info}") from None
+        factor = np.zeros((s1.shape[0], rank))
+        factor[piv - 1] = np.tril(c[:, :rank])
+        left = (np.diagonal(s1) - np.einsum("ij,ij->i", factor, factor)).min()  # ~0 if PSD
+        ev = np.linalg.eigvalsh(factor.T @ s2 @ factor)
+    low = min(left, ev.min(initial=0.0))
+    if low < -_FID_NEG_TOL * max(1.0, ev.max(initial=0.0), np.abs(s1).max()):
+        raise ValueError(f"FID: covariances must be positive semi-definite; S_a or S_a S_b has "
+                         f"a clearly negative eigenvalue (about {low:.3g})")
+    return float(np.sqrt(np.clip(ev, 0.0, None)).sum())
+
+
+def frechet_distance_from_stats(mu1, sigma1, mu2, sigma2) -> float:
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2) (see :func:`gaussian_stats`).
+
+    If tr sqrt(S1 S2) (``_tr_sqrt_product``) fails or is not finite, both covariances get
+    ``1e-6 * I`` added (pytorch-fid's fallback). Clearly non-PSD covariances raise."""
+    mu1, mu2 = (np.atleast_1d(np.asarray(m, dtype=np.float64)) for m in (mu1, mu2))
+    s1, s2 = (np.atleast_2d(np.asarray(s, dtype=np.float64)) for s in (sigma1, sigma2))
+    d = mu1.shape[0]
+    if mu1.shape != (d,) or mu2.shape != (d,) or s1.shape != (d, d) or s2.shape != (d, d):
+        raise ValueError(f"expected mu1, mu2 of shape (D,) and sigma1, sigma2 of shape (D, D); "
+                         f"got {mu1.shape}, {mu2.shape}, {s1.shape}, {s2.shape}")
+    if not all(np.isfinite(x).all() for x in (mu1, mu2, s1, s2)):
+        raise ValueError("mu/sigma contain NaN or inf values; all entries must be finite")
+    if not all(np.allclose(s, s.T, rtol=1e-6, atol=1e-9 * np.abs(s).max()) for s in (s1, s2)):
+        raise ValueError("sigma1 and sigma2 must be symmetric (covariance matrices)")
+    return _fid_from_stats(mu1, s1, mu2, s2)
+
+
+def _fid_from_stats(mu1, s1, mu2, s2) -> float:
+    try:
+        t = _tr_sqrt_product(s1, s2)
+    except np.linalg.LinAlgError:
+        t = np.nan
+    if not np.isfinite(t):
+        logger.warning("FID: singular covariance product; adding %g to the diagonals", _FID_EPS)
+        offset = np.eye(s1.shape[0]) * _FID_EPS
+        t = _tr_sqrt_product(s1 + offset, s2 + offset)
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * t)
+
+
 def frechet_distance(feats_a, feats_b) -> float:
     """Fréchet distance between Gaussians fitted to ``feats_a`` (N, D) and ``feats_b`` (M, D).
 
-    Covariances use ddof=1 (``np.cov``). If sqrt(S_a S_b) is not finite, both
-    covariances get ``1e-6 * I`` added (pytorch-fid); a non-negligible imaginary
-    part (> 1e-3 on the diagonal) raises, tiny ones are dropped.
+    Covariances use ddof=1 (``np.cov``); as :func:`frechet_distance_from_stats`, except with
+    fewer samples than dimensions: with A, B the centred sets over sqrt(N-1), sqrt(M-1), the
+    nonzero eigenvalues of S_a S_b = A^T A B^T B are those of (A B^T)(A B^T)^T, so tr
+    sqrt(S_a S_b) is the sum of the singular values of the N x M matrix A B^T (exact).
     """
     a, b = _feature_pair(feats_a, feats_b, "feats_a", "feats_b", min_rows=2)
     mu1, mu2 = a.mean(axis=0), b.mean(axis=0)
-    s1 = np.atleast_2d(np.cov(a, rowvar=False))
-    s2 = np.atleast_2d(np.cov(b, rowvar=False))
-    covmean = linalg.sqrtm(s1 @ s2)
-    if not np.isfinite(covmean).all():
-        logger.warning("FID: singular covariance product; adding %g to the diagonals", _FID_EPS)
-        offset = np.eye(s1.shape[0]) * _FID_EPS
-        covmean = linalg.sqrtm((s1 + offset) @ (s2 + offset))
-    if np.iscomplexobj(covmean):
-        max_imag = np.max(np.abs(np.diagonal(covmean).imag))
-        if max_imag > 1e-3:
-            raise ValueError(f"FID: matrix square root has a large imaginary component ({max_imag:.3g})")
-        covmean = covmean.real
-    diff = mu1 - mu2
-    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean))
+    ac, bc = (x / np.sqrt(x.shape[0] - 1) for x in (a - mu1, b - mu2))
+    if min(a.shape[0], b.shape[0]) < a.shape[1]:
+        try:
+            t = np.linalg.svd(ac @ bc.T, compute_uv=False).sum()
+        except np.linalg.LinAlgError:
+            t = np.nan
+        if np.isfinite(t):
+            diff = mu1 - mu2
+            return float(diff @ diff + np.einsum("ij,ij->", ac, ac)
+                         + np.einsum("ij,ij->", bc, bc) - 2.0 * t)
+    return _fid_from_stats(mu1, ac.T @ ac, mu2, bc.T @ bc)
 
 
 def _mmd2_unbiased(k_xx: np.ndarray, k_yy: np.ndarray, k_xy: np.ndarray) -> float:
@@ -143,6 +208,30 @@ def _mmd2_unbiased(k_xx: np.ndarray, k_yy: np.ndarray, k_xy: np.ndarray) -> floa
     return float(xx + yy - 2.0 * k_xy.mean())
 
 
+def _poly_kernel(x: np.ndarray, y: np.ndarray, gamma: float, coef0: float, degree) -> np.ndarray:
+    """(gamma x.y + coef0)^degree for all row pairs, transformed in place in row blocks;
+    small integer powers by repeated multiplication (several times faster than ``pow``)."""
+    k = x @ y.T  # one BLAS call (syrk when y is x)
+    small_int = float(degree).is_integer() and 1 <= degree <= 8
+    for lo, hi in _row_blocks(k.shape[0], k.shape[1]):
+        blk = k[lo:hi]
+        blk *= gamma
+        blk += coef0
+        if small_int:
+            base = blk.copy()
+            for _ in range(int(degree) - 1):
+                blk *= base
+        else:
+            blk **= degree
+    return k
+
+
+def _kid_use_gram(n: int, m: int, size: int, subsets: int) -> bool:
+    """Full kernel matrices are cheaper ((n+m)^2 vs 4 subsets size^2 multiply-adds) and fit."""
+    fits = n * n + m * m + n * m <= _KID_GRAM_MAX_ELEMS
+    return fits and (n + m) ** 2 <= 4 * subsets * size * size
+
+
 def kernel_inception_distance(feats_a, feats_b, subsets: int = 100, subset_size: int = 1000,
                               degree: int = 3, gamma: float | None = None, coef0: float = 1.0,
                               seed: int = 0) -> tuple[float, float]:
@@ -151,22 +240,39 @@ def kernel_inception_distance(feats_a, feats_b, subsets: int = 100, subset_size:
     Each of ``subsets`` rounds draws min(subset_size, N, M) rows without replacement
     from each set (``np.random.default_rng(seed)``); std is over rounds with ddof=0
     (torch-fidelity's ``np.std``). ``gamma`` defaults to 1/D.
+
+    If a round takes all rows of both sets, all rounds agree: computed once (std 0). Else
+    the kernel matrices over the full sets are computed once and indexed per round, unless
+    per-round ones are cheaper or the full ones exceed ``_KID_GRAM_MAX_ELEMS`` entries.
     """
     a, b = _feature_pair(feats_a, feats_b, "feats_a", "feats_b", min_rows=2)
     if subsets < 1 or subset_size < 2:
         raise ValueError(f"need subsets >= 1 and subset_size >= 2; got subsets={subsets}, "
                          f"subset_size={subset_size}")
-    size = min(int(subset_size), a.shape[0], b.shape[0])
-    gamma = 1.0 / a.shape[1] if gamma is None else float(gamma)
+    (n, d), m = a.shape, b.shape[0]
+    size = min(int(subset_size), n, m)
+    gamma = 1.0 / d if gamma is None else float(gamma)
+
+    def kern(x, y):
+        return _poly_kernel(x, y, gamma, coef0, degree)
+
+    if size == n and size == m:
+        return _mmd2_unbiased(kern(a, a), kern(b, b), kern(a, b)), 0.0
+    gram = _kid_use_gram(n, m, size, int(subsets))
+    if gram:
+        k_aa, k_bb, k_ab = kern(a, a), kern(b, b), kern(a, b)
     rng = np.random.default_rng(seed)
     mmds = np.empty(int(subsets))
     for i in range(int(subsets)):
-        x = a[rng.choice(a.shape[0], size, replace=False)]
-        y = b[rng.choice(b.shape[0], size, replace=False)]
-        k_xx = (gamma * (x @ x.T) + coef0) ** degree
-        k_yy = (gamma * (y @ y.T) + coef0) ** degree
-        k_xy = (gamma * (x @ y.T) + coef0) ** degree
-        mmds[i] = _mmd2_unbiased(k_xx, k_yy, k_xy)
+        ix = rng.choice(n, size, replace=False)
+        iy = rng.choice(m, size, replace=False)
+        if gram:  # sorted: same sums in another order, with cache-friendly gathers
+            ix, iy = np.sort(ix), np.sort(iy)
+            mmds[i] = _mmd2_unbiased(k_aa[np.ix_(ix, ix)], k_bb[np.ix_(iy, iy)],
+                                     k_ab[np.ix_(ix, iy)])
+        else:
+            x, y = a[ix], b[iy]
+            mmds[i] = _mmd2_unbiased(kern(x, x), kern(y, y), kern(x, y))
     return float(mmds.mean()), float(mmds.std(ddof=0))
 
 
@@ -184,16 +290,19 @@ def _row_blocks(n_rows: int, n_cols: int):
         yield start, min(n_rows, start + step)
 
 
-def _gaussian_kernel_sum(x: np.ndarray, y: np.ndarray, sigma: float, exclude_diag: bool) -> float:
-    """Sum of exp(-|x_i - y_j|^2 / (2 sigma^2)) over all pairs, in row blocks."""
+def _gaussian_kernel_sum(x: np.ndarray, y: np.ndarray | None, sigma: float) -> float:
+    """Sum of exp(-|x_i - y_j|^2 / (2 sigma^2)) over all pairs, in row blocks. With
+    ``y=None``: over pairs i != j of x, from the upper triangle only (doubled)."""
+    sym = y is None
+    y = x if sym else y
     y_sq = np.einsum("ij,ij->i", y, y)
     total = 0.0
     for lo, hi in _row_blocks(x.shape[0], y.shape[0]):
-        k = np.exp(-_sq_dists(x[lo:hi], y, y_sq) / (2.0 * sigma * sigma))
-        if exclude_diag:
-            idx = np.arange(lo, hi)
-            k[idx - lo, idx] = 0.0
-        total += k.sum()
+        c = lo if sym else 0
+        k = np.exp(-_sq_dists(x[lo:hi], y[c:], y_sq[c:]) / (2.0 * sigma * sigma))
+        if sym:  # diagonal block: strict upper triangle only
+            k[:, : hi - lo] = np.triu(k[:, : hi - lo], 1)
+        total += (2.0 if sym else 1.0) * k.sum()
     return total
 
 
@@ -221,9 +330,9 @@ def kernel_mmd(feats_a, feats_b, sigma: float | None = None) -> float:
     elif not np.isfinite(sigma) or sigma <= 0:
         raise ValueError(f"sigma must be a positive finite number; got {sigma!r}")
     n, m = a.shape[0], b.shape[0]
-    xx = _gaussian_kernel_sum(a, a, sigma, exclude_diag=True) / (n * (n - 1))
-    yy = _gaussian_kernel_sum(b, b, sigma, exclude_diag=True) / (m * (m - 1))
-    xy = _gaussian_kernel_sum(a, b, sigma, exclude_diag=False) / (n * m)
+    xx = _gaussian_kernel_sum(a, None, sigma) / (n * (n - 1))
+    yy = _gaussian_kernel_sum(b, None, sigma) / (m * (m - 1))
+    xy = _gaussian_kernel_sum(a, b, sigma) / (n * m)
     return float(xx + yy - 2.0 * xy)
 
 
@@ -238,13 +347,23 @@ def nn1_accuracy(real_feats, fake_feats) -> dict:
     z = np.concatenate([r, f])
     is_real = np.zeros(z.shape[0], dtype=bool)
     is_real[: r.shape[0]] = True
+    n = z.shape[0]
     z_sq = np.einsum("ij,ij->i", z, z)
-    nearest = np.empty(z.shape[0], dtype=np.intp)
-    for lo, hi in _row_blocks(z.shape[0], z.shape[0]):
-        d = _sq_dists(z[lo:hi], z, z_sq)
-        idx = np.arange(lo, hi)
-        d[idx - lo, idx] = np.inf
-        nearest[lo:hi] = np.argmin(d, axis=1)
+    best, nearest = np.full(n, np.inf), np.zeros(n, dtype=np.intp)
+
+    def offer(at, dist, idx):  # strict <: on ties the lower index, offered earlier, stays
+        upd = dist < best[at]
+        best[at][upd], nearest[at][upd] = dist[upd], idx[upd]
+
+    for lo, hi in _row_blocks(n, n):  # pairs (row block, columns >= lo), offered both ways
+        d = _sq_dists(z[lo:hi], z[lo:], z_sq[lo:])
+        rows = np.arange(hi - lo)
+        d[rows, rows] = np.inf
+        j = np.argmin(d, axis=1)
+        offer(slice(lo, hi), d[rows, j], j + lo)
+        if hi < n:
+            i = np.argmin(d[:, hi - lo:], axis=0)
+            offer(slice(hi, n), d[i, np.arange(hi - lo, n - lo)], i + lo)
     correct = is_real[nearest] == is_real
     return {
         "accuracy": float(correct.mean()),

@@ -1,13 +1,19 @@
 """Score maths checked against hand-worked values and brute-force reference loops."""
+import logging
 import math
+import warnings
 
 import numpy as np
 import pytest
+from scipy import linalg
 from scipy.spatial.distance import pdist
 
+import scorers.metrics as metrics
 from scorers.metrics import (
     class_coverage,
     frechet_distance,
+    frechet_distance_from_stats,
+    gaussian_stats,
     inception_score,
     kernel_inception_distance,
     kernel_mmd,
@@ -103,6 +109,81 @@ def test_fid_singular_covariance_is_finite():
     assert abs(frechet_distance(x, x)) < 1e-3
 
 
+def _fid_sqrtm_reference(a, b, offset=0.0):
+    """The previous implementation: scipy.linalg.sqrtm of S_a S_b (pytorch-fid numerics)."""
+    s1, s2 = (np.atleast_2d(np.cov(x, rowvar=False)) for x in (a, b))
+    eye = np.eye(s1.shape[0]) * offset
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Matrix is singular" when n < d
+        covmean = linalg.sqrtm((s1 + eye) @ (s2 + eye))
+    if offset == 0.0 and not np.isfinite(covmean).all():
+        return _fid_sqrtm_reference(a, b, 1e-6)
+    diff = a.mean(axis=0) - b.mean(axis=0)
+    return diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean.real)
+
+
+def _correlated(rng, n, d=64, shift=0.0):
+    # column scales over 3 decades: covariance eigenvalues spread over ~6+ decades
+    return rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) * np.logspace(0, -3, d) + shift
+
+
+# n above d, below d (Gram trick; rank-deficient stats), mixed, n == d (rank d - 1)
+@pytest.mark.parametrize("n1, n2", [(300, 200), (40, 50), (30, 500), (64, 64)])
+def test_fid_matches_sqrtm_reference(n1, n2):
+    rng = np.random.default_rng(n1 + n2)
+    a, b = _correlated(rng, n1), _correlated(rng, n2, shift=0.3)[:, ::-1]  # large where a is small
+    ref = _fid_sqrtm_reference(a, b)
+    assert frechet_distance(a, b) == pytest.approx(ref, rel=1e-6)
+    assert frechet_distance_from_stats(*gaussian_stats(a), *gaussian_stats(b)) == pytest.approx(
+        ref, rel=1e-6)
+    mu, sigma = gaussian_stats(a)
+    np.testing.assert_allclose(mu, a.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(sigma, np.cov(a, rowvar=False), rtol=1e-9, atol=1e-12)
+
+
+def test_fid_eps_offset_fallback(monkeypatch, caplog):
+    rng = np.random.default_rng(15)
+    a, b = _correlated(rng, 200, d=8), _correlated(rng, 150, d=8, shift=0.2)
+    real, calls = metrics._tr_sqrt_product, []
+
+    def fails_once(s1, s2):
+        calls.append(1)
+        return np.nan if len(calls) == 1 else real(s1, s2)
+
+    monkeypatch.setattr(metrics, "_tr_sqrt_product", fails_once)
+    with caplog.at_level(logging.WARNING, logger="scorers.metrics"):
+        got = frechet_distance(a, b)
+    assert len(calls) == 2 and "adding 1e-06 to the diagonals" in caplog.text
+    assert got == pytest.approx(_fid_sqrtm_reference(a, b, offset=1e-6), rel=1e-9)
+    assert got != pytest.approx(_fid_sqrtm_reference(a, b), rel=1e-9)
+
+
+def test_fid_gram_failure_falls_back_to_stats(monkeypatch):
+    rng = np.random.default_rng(16)
+    a, b = _correlated(rng, 20, d=32), _correlated(rng, 25, d=32, shift=0.1)
+
+    def boom(*args, **kwargs):
+        raise np.linalg.LinAlgError("SVD did not converge")
+
+    monkeypatch.setattr(np.linalg, "svd", boom)
+    assert frechet_distance(a, b) == pytest.approx(_fid_sqrtm_reference(a, b), rel=1e-6)
+
+
+def test_fid_from_stats_bad_input():
+    mu, s = np.zeros(3), np.eye(3)
+    with pytest.raises(ValueError, match="shape"):
+        frechet_distance_from_stats(mu, s, np.zeros(4), np.eye(4))
+    with pytest.raises(ValueError, match="symmetric"):
+        frechet_distance_from_stats(mu, s, mu, np.triu(np.ones((3, 3))))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        frechet_distance_from_stats(mu, s, mu + np.nan, s)
+    for s1, s2 in ((s, -s), (-s, s), (np.diag([1.0, 1.0, -0.5]), s)):
+        with pytest.raises(ValueError, match="positive semi-definite"):
+            frechet_distance_from_stats(mu, s1, mu, s2)
+    with pytest.raises(ValueError, match="too few samples"):
+        gaussian_stats(np.zeros((1, 3)))
+
+
 # ---------------------------------------------------------------- KID
 def _brute_unbiased_mmd2(x, y, k):
     n, m = len(x), len(y)
@@ -150,6 +231,41 @@ def test_kid_same_distribution_near_zero_and_shift_positive():
     shifted, _ = kernel_inception_distance(a, b + 0.5, subsets=20, subset_size=500)
     assert abs(same) < 5e-3
     assert shifted > 0.5
+
+
+def _kid_reference(a, b, subsets, size, degree=3, gamma=None, coef0=1.0, seed=0):
+    """The previous implementation: kernel matrices recomputed for every subset."""
+    size = min(size, len(a), len(b))
+    gamma = 1.0 / a.shape[1] if gamma is None else gamma
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(subsets):
+        x = a[rng.choice(len(a), size, replace=False)]
+        y = b[rng.choice(len(b), size, replace=False)]
+        kxx, kyy, kxy = ((gamma * (u @ v.T) + coef0) ** degree for u, v in ((x, x), (y, y), (x, y)))
+        off = size * (size - 1)
+        vals.append((kxx.sum() - np.trace(kxx)) / off + (kyy.sum() - np.trace(kyy)) / off
+                    - 2.0 * kxy.mean())
+    return np.mean(vals), np.std(vals)
+
+
+@pytest.mark.parametrize("n, m, size, gram", [(80, 60, 25, True), (80, 60, 25, False),
+                                              (40, 90, 40, True), (30, 30, 50, False)])
+def test_kid_matches_per_subset_reference(monkeypatch, n, m, size, gram):
+    monkeypatch.setattr(metrics, "_kid_use_gram", lambda *args: gram)
+    rng = np.random.default_rng(n + m + size)
+    a, b = rng.normal(size=(n, 16)), rng.normal(0.2, 1.1, size=(m, 16))
+    for kw in ({}, {"degree": 2, "gamma": 0.05, "coef0": 0.5}, {"degree": 1.5, "coef0": 2.0}):
+        mean, std = kernel_inception_distance(a, b, subsets=12, subset_size=size, seed=3, **kw)
+        ref_mean, ref_std = _kid_reference(a, b, 12, size, seed=3, **kw)
+        assert mean == pytest.approx(ref_mean, rel=1e-9)
+        assert std == pytest.approx(ref_std, rel=1e-9, abs=1e-14)
+
+
+def test_kid_full_kernel_matrices_only_when_cheaper():
+    assert metrics._kid_use_gram(5000, 5000, 1000, 100)
+    assert not metrics._kid_use_gram(5000, 5000, 1000, 1)
+    assert not metrics._kid_use_gram(10 ** 5, 10 ** 5, 10 ** 4, 100)  # too big to hold
 
 
 # ---------------------------------------------------------------- kernel MMD
@@ -203,6 +319,21 @@ def test_nn1_points_on_a_line_hand_worked():
     assert out["accuracy"] == pytest.approx(4 / 7)
 
 
+@pytest.mark.parametrize("block", [1, 120, 280, 1 << 22])  # rows per block: 1, 3, 7, all
+def test_nn1_matches_brute_force_with_exact_ties(monkeypatch, block):
+    # small integer coordinates: all distances are exact, with many ties and duplicates
+    rng = np.random.default_rng(14)
+    real, fake = rng.integers(0, 3, size=(23, 2)) * 1.0, rng.integers(0, 3, size=(17, 2)) * 1.0
+    z, is_real = np.concatenate([real, fake]), np.arange(40) < 23
+    d = ((z[:, None] - z[None]) ** 2).sum(axis=-1)
+    np.fill_diagonal(d, np.inf)
+    correct = is_real[np.argmin(d, axis=1)] == is_real  # argmin: ties go to the lowest index
+    monkeypatch.setattr(metrics, "_BLOCK_ELEMS", block)
+    assert nn1_accuracy(real, fake) == {"accuracy": correct.mean(),
+                                        "real_accuracy": correct[is_real].mean(),
+                                        "fake_accuracy": correct[~is_real].mean()}
+
+
 # ---------------------------------------------------------------- class coverage
 def test_class_coverage_hand_worked():
     probs = np.eye(4)[[0, 0, 1, 1]]
@@ -254,10 +385,11 @@ def test_feature_metrics_bad_input():
 
 
 def test_blocked_distance_paths_match_unblocked(monkeypatch):
-    import scorers.metrics as metrics
     rng = np.random.default_rng(13)
     real, fake = rng.normal(size=(37, 3)), rng.normal(0.3, 1.0, size=(29, 3))
-    whole = (kernel_mmd(real, fake), nn1_accuracy(real, fake))
+    kid = (real, fake, 20, 10)  # 20 subsets of 10: from full kernel matrices
+    whole = (kernel_mmd(real, fake), nn1_accuracy(real, fake), kernel_inception_distance(*kid))
     monkeypatch.setattr(metrics, "_BLOCK_ELEMS", 50)  # forces row blocks of 1-2 rows
     assert kernel_mmd(real, fake) == pytest.approx(whole[0], rel=1e-12)
     assert nn1_accuracy(real, fake) == whole[1]
+    assert kernel_inception_distance(*kid) == pytest.approx(whole[2], rel=1e-12)
