@@ -13,7 +13,11 @@ from scorers.scoring import ceiling, score_images
 from scorers.store import ensure_scorer, load_scorer
 from test_scorers_trained import MICRO_VIT, TINY_INCEPTION, TINY_VIT
 
-pytestmark = pytest.mark.slow  # a Ray cluster plus model loads in worker processes
+pytestmark = [
+    pytest.mark.slow,  # a Ray cluster plus model loads in worker processes
+    # Keras 3.15 internals vs numpy 2.4, raised inside keras.Model.fit; nothing of ours.
+    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"),
+]
 NS = "gensweep-scorer-tests"
 
 
@@ -26,7 +30,9 @@ def vit_dir():
 def ray_local():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, namespace=NS, log_to_driver=False)
+    # address="local": always a private cluster, never another job's `ray start` cluster.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace=NS,
+             log_to_driver=False)
     yield ray
     ray.shutdown()
 

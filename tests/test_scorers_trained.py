@@ -22,7 +22,11 @@ from scorers.store import ensure_scorer, is_complete, load_scorer, read_metadata
 from scorers.spec import TrainSpec
 
 # Every test here needs a fine-tuned scorer (the tiny ViT alone is ~45 s of training).
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    # Keras 3.15 internals vs numpy 2.4, raised inside keras.Model.fit; nothing of ours.
+    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"),
+]
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
