@@ -5,9 +5,9 @@
 no dropout; 540k parameters. Why this size: measured on the shared 2-core dev CPU
 (4 epochs on 10,000 MNIST images, batch 128, lr 2e-3), it trains at 500-1,200 images/s and
 reached 87.6% on 2,000 test images; a full 60,000-image epoch plus the 10,000-image test
-pass took 2-3.5 minutes with other jobs on the same cores. With an MLP of 512 it was slower (~470 images/s) and worse (82.9%); with 4x4
-patches (49 tokens, MLP 512) it ran at ~140 images/s and reached 78.2%. The table is in
-docs/scorers.md.
+pass took 2-3.5 minutes with other jobs on the same cores. With an MLP of 512 it was
+slower (~470 images/s) and worse (82.9%); with 4x4 patches (49 tokens, MLP 512) it ran at
+~140 images/s and reached 78.2%. The table is in docs/scorers.md.
 
 Any other init is a pretrained ViT (a HuggingFace id or a local directory, safetensors
 only): images are resized to the model's input size and repeated to its channel count,
