@@ -2,6 +2,10 @@
 import os
 from pathlib import Path
 
+# torch's OpenMP threads spin while idle; on a shared 2-core machine that slowed steps 20x.
+# Must be set before anything imports torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
