@@ -11,6 +11,7 @@ Exit codes: 0 done, 1 the sweep failed (message on stderr), 2 bad arguments.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -103,28 +104,38 @@ def settings_from_args(args, parser):
     if (Path(storage) / SWEEP_FILE).is_file():
         parser.error(f"--storage {storage} already holds a sweep; pass --resume to continue it "
                      f"or choose another folder (nothing was changed)")
-    def make(preset):
-        return SweepSettings(
-            space=args.space, dataset=args.dataset, preset=preset, num_samples=args.num_samples,
-            objective=args.objective, scheduler=args.scheduler, address=args.address,
-            mlflow_uri=args.mlflow_uri, optuna_storage=args.optuna_storage, storage=storage,
-            gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
-            scorer_gpus=args.scorer_gpus, max_concurrent=args.max_concurrent, seed=args.seed,
-            scorers_dir=args.scorers, data_dir=args.data_dir, lr_range=args.lr_range,
-            epochs_range=args.epochs_range)
-
     try:
-        make(args.preset or "quick")  # validate everything before Ray starts
+        return _settings(args, storage)
     except ValueError as exc:
         parser.error(str(exc))
+
+
+def _settings(args, storage):
+    from sweeps.tuner import SweepSettings
+
+    return SweepSettings(
+        space=args.space, dataset=args.dataset, preset=args.preset or "quick",
+        num_samples=args.num_samples, objective=args.objective, scheduler=args.scheduler,
+        address=args.address, mlflow_uri=args.mlflow_uri, optuna_storage=args.optuna_storage,
+        storage=storage, gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
+        scorer_gpus=args.scorer_gpus, max_concurrent=args.max_concurrent, seed=args.seed,
+        scorers_dir=args.scorers, data_dir=args.data_dir, lr_range=args.lr_range,
+        epochs_range=args.epochs_range)
+
+
+def choose_preset(settings, args):
+    """Settle the preset (asking Ray for GPUs when none was given) and print the plan.
+
+    Starts Ray, so it runs only after the pre-flight checks passed."""
     from sweeps.sweep import resolve_preset
+
     preset, gpus = resolve_preset(args.preset, args.address)
-    settings = make(preset)
+    settings = dataclasses.replace(settings, preset=preset, num_samples=args.num_samples)
     concurrent = settings.max_concurrent or max(1, int(2 // settings.cpus_per_trial))
     minutes = settings.preset_obj.estimate_minutes(settings.num_samples, concurrent, gpus > 0)
-    print(f"preset {preset}{'' if args.preset else ' (chosen: ' + ('GPUs found' if gpus else 'no GPU') + ')'}: "
-          f"{settings.num_samples} trials of {settings.space} on {settings.dataset}, "
-          f"estimated {minutes:.0f} min", flush=True)
+    chosen = "" if args.preset else f" (chosen: {'GPUs found' if gpus else 'no GPU'})"
+    print(f"preset {preset}{chosen}: {settings.num_samples} trials of {settings.space} on "
+          f"{settings.dataset}, estimated {minutes:.0f} min", flush=True)
     return settings
 
 
@@ -135,11 +146,16 @@ def main(argv=None) -> int:
     settings = settings_from_args(args, parser)
 
     from sweeps import report
-    from sweeps.sweep import SweepError, run_sweep
+    from sweeps.sweep import SweepError, preflight, run_sweep
     from trainables.datasets import DatasetError
 
     try:
-        summary = run_sweep(settings, resume=args.resume)
+        # Storage, tracking server and dataset are checked before Ray starts: a full disk or
+        # a typo'd URI is a one-line error in seconds, not a traceback from Ray's own start-up.
+        preflight(settings)
+        if not args.resume:
+            settings = choose_preset(settings, args)
+        summary = run_sweep(settings, resume=args.resume, checked=True)
     except (SweepError, ConnectionError, DatasetError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -96,14 +96,23 @@ def real_ceiling(handles: dict, ns) -> dict:
     return merged
 
 
-def run_sweep(settings: SweepSettings, resume: bool = False) -> dict:
-    """Run (or resume) the sweep; returns the summary the CLI prints."""
+def preflight(settings: SweepSettings) -> None:
+    """The checks that need neither Ray nor the scorers: storage, tracking server, dataset."""
+    check_writable(settings.sweep_dir)
+    tracking.check_reachable(settings.mlflow_uri or
+                             tracking.default_tracking_uri(settings.sweep_dir))
+    check_dataset(settings)
+
+
+def run_sweep(settings: SweepSettings, resume: bool = False, checked: bool = False) -> dict:
+    """Run (or resume) the sweep; returns the summary the CLI prints.
+
+    ``checked`` says :func:`preflight` already passed (the CLI runs it before starting Ray)."""
     started = time.time()
     sweep_dir = settings.sweep_dir
-    check_writable(sweep_dir)
+    if not checked:
+        preflight(settings)
     uri = settings.mlflow_uri or tracking.default_tracking_uri(sweep_dir)
-    tracking.check_reachable(uri)
-    check_dataset(settings)
 
     ray = init_ray(settings.address)
     from sweeps.scorer_setup import scorer_folders

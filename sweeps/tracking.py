@@ -20,6 +20,35 @@ log = logging.getLogger(__name__)
 TRIAL_TAG = "gensweep.trial_id"
 STATUS_TAG = "gensweep.status"
 ARTIFACTS = ("samples_grid.png", "model.safetensors", "state.json", "samples.npz")
+# MLflow's own defaults (7 retries, exponential backoff, 120 s timeout) block the Tune driver
+# about 4 minutes per call while a server is down; a sweep must not stall on its bookkeeping.
+# Set by us only where the user has not set them.
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+               "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+HEALTH_TIMEOUT_S = 3.0
+
+
+def bound_http_retries() -> None:
+    """Cap MLflow's HTTP retries and timeout in this process, unless the user chose them."""
+    for key, value in HTTP_LIMITS.items():
+        os.environ.setdefault(key, value)
+
+
+def is_remote(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def server_answers(uri: str, timeout_s: float = HEALTH_TIMEOUT_S) -> bool:
+    """True if a remote tracking server answers ``/health`` (local stores always do)."""
+    if not is_remote(uri):
+        return True
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
 
 
 def default_tracking_uri(sweep_dir: Path) -> str:
@@ -29,7 +58,7 @@ def default_tracking_uri(sweep_dir: Path) -> str:
 
 def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
     """Fail fast, before any trial starts, if ``uri`` does not answer."""
-    if not uri.startswith(("http://", "https://")):
+    if not is_remote(uri):
         return
     import urllib.request
 
@@ -75,6 +104,7 @@ def log_parent_metrics(uri: str, run_id: str, metrics: dict) -> None:
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
+    bound_http_retries()
     now = int(time.time() * 1000)
     try:
         MlflowClient(uri).log_batch(run_id, metrics=[
@@ -87,6 +117,7 @@ def log_parent_metrics(uri: str, run_id: str, metrics: dict) -> None:
 def finish_parent_run(uri: str, run_id: str, status: str) -> None:
     from mlflow.tracking import MlflowClient
 
+    bound_http_retries()
     try:
         MlflowClient(uri).set_terminated(run_id, status)
     except Exception as exc:
@@ -112,12 +143,15 @@ def _make_callback_class():
         def __init__(self, uri: str, experiment_id: str, parent_run_id: str, sweep_dir: str):
             self.uri, self.experiment_id = uri, experiment_id
             self.parent_run_id, self.sweep_dir = parent_run_id, sweep_dir
-            self._client, self._runs = None, {}
+            self._client, self._runs, self._down = None, {}, False
 
         def __getstate__(self):
             state = dict(self.__dict__)
-            state["_client"], state["_runs"] = None, {}
+            state["_client"], state["_runs"], state["_down"] = None, {}, False
             return state
+
+        def __setstate__(self, state):
+            self.__dict__.update({"_down": False, **state})
 
         @property
         def client(self):
@@ -130,28 +164,54 @@ def _make_callback_class():
         def pending_path(self) -> Path:
             return Path(self.sweep_dir) / "mlflow_pending.jsonl"
 
+        def _keep(self, op: str, args) -> None:
+            with open(self.pending_path, "a") as fh:
+                fh.write(json.dumps({"op": op, "args": args}, default=str) + "\n")
+
         def _safe(self, op: str, *args) -> bool:
-            """Run a client call; on failure keep it for replay instead of failing the sweep."""
+            """Run a client call; on failure keep it for replay instead of failing the sweep.
+
+            After one failure the server counts as down: later calls are queued after a short
+            ``/health`` probe instead of each waiting out the client's retries. Queued calls
+            are replayed before a new one, so MLflow receives them in order."""
+            if self._down and not server_answers(self.uri):
+                self._keep(op, args)
+                return False
+            if self.pending_path.is_file():
+                self.replay_pending()
+                if self.pending_path.is_file() and not server_answers(self.uri):
+                    self._down = True
+                    self._keep(op, args)
+                    return False
+            self._down = False
             try:
                 getattr(self, f"_op_{op}")(*args)
                 return True
             except Exception as exc:  # the sweep must outlive the tracking server
+                self._down = True
                 log.warning("MLflow %s failed (%s); kept for replay in %s", op, exc,
                             self.pending_path)
-                with open(self.pending_path, "a") as fh:
-                    fh.write(json.dumps({"op": op, "args": args}, default=str) + "\n")
+                self._keep(op, args)
                 return False
 
         def replay_pending(self) -> int:
-            """Retry the calls that failed earlier; returns how many are still pending."""
+            """Retry the calls that failed earlier, in order; returns how many are still pending.
+
+            Stops at the first failure while the server is down (the rest would only wait out
+            their timeouts); a call the live server rejects is kept and the replay goes on."""
             if not self.pending_path.is_file():
                 return 0
             ops = [json.loads(l) for l in self.pending_path.read_text().splitlines() if l]
             still = []
-            for entry in ops:
+            for i, entry in enumerate(ops):
                 try:
                     getattr(self, f"_op_{entry['op']}")(*entry["args"])
-                except Exception:
+                except Exception as exc:
+                    if not server_answers(self.uri):
+                        still.extend(ops[i:])
+                        break
+                    log.warning("MLflow rejected a queued %s call (%s); it stays in %s",
+                                entry["op"], exc, self.pending_path)
                     still.append(entry)
             tmp = self.pending_path.with_suffix(".tmp")
             tmp.write_text("".join(json.dumps(e) + "\n" for e in still))
@@ -168,14 +228,19 @@ def _make_callback_class():
                 [self.experiment_id],
                 filter_string=(f"tags.`{TRIAL_TAG}` = '{trial_id}' and "
                                f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'"))
+            from mlflow.entities import Param
             if found:
+                # The server may have died between create_run and the params: add what is missing.
                 run_id = found[0].info.run_id
+                missing = {k: v for k, v in params.items() if k not in found[0].data.params}
+                if missing:
+                    self.client.log_batch(
+                        run_id, params=[Param(k, str(v)) for k, v in missing.items()])
             else:
                 run_id = self.client.create_run(
                     self.experiment_id, run_name=trial_name,
                     tags={"mlflow.parentRunId": self.parent_run_id, TRIAL_TAG: trial_id,
                           STATUS_TAG: "running"}).info.run_id
-                from mlflow.entities import Param
                 self.client.log_batch(
                     run_id, params=[Param(k, str(v)) for k, v in params.items()])
             self._runs[trial_id] = run_id
@@ -252,4 +317,5 @@ def _local_checkpoint(checkpoint, sweep_dir: Path) -> str | None:
 
 
 def make_callback(uri: str, experiment_id: str, parent_run_id: str, sweep_dir) -> object:
+    bound_http_retries()
     return _make_callback_class()(uri, experiment_id, parent_run_id, str(sweep_dir))
