@@ -128,6 +128,9 @@ def write_best_config(sweep_dir: Path, best: dict, objective: list[str]) -> Path
 
 
 def how_to_look(sweep_dir: Path, mlflow_uri: str, optuna_url: str) -> str:
+    from sweeps.redact import redact_url
+
+    mlflow_uri, optuna_url = redact_url(mlflow_uri), redact_url(optuna_url)
     ui = (f"mlflow ui --backend-store-uri {mlflow_uri} --host 127.0.0.1 --port 5000"
           if not mlflow_uri.startswith("http") else f"open {mlflow_uri} (through your tunnel)")
     return (f"Compare trials in MLflow:   {ui}\n"

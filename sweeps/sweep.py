@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sweeps import report, tracking
 from sweeps.presets import default_preset
+from sweeps.redact import redact_settings, redact_url
 from sweeps.spaces import paper_point
 from sweeps.tuner import (SweepSettings, build_tuner, objective_metrics,
                           read_sweep_file, restore_tuner, write_sweep_file)
@@ -26,15 +27,19 @@ class SweepError(RuntimeError):
 
 def check_writable(folder: Path) -> None:
     """Create ``folder`` and prove a file can be written there, before anything else runs."""
+    probe = folder / ".write-test"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
         with open(probe, "wb") as fh:
             fh.write(b"x" * 4096)
             fh.flush()
             os.fsync(fh.fileno())
         probe.unlink()
     except OSError as exc:
+        try:  # a half-written probe must not linger on a full disk
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass
         raise SweepError(f"storage folder {folder} is not writable ({exc.strerror or exc}); "
                          f"choose another --storage or free space") from exc
 
@@ -104,6 +109,17 @@ def preflight(settings: SweepSettings) -> None:
     check_dataset(settings)
 
 
+def parent_run_fields(settings: SweepSettings, scorer_info: dict) -> tuple[dict, dict]:
+    """The sweep's MLflow params and tags, with any password in a URL masked."""
+    tags = {"space": settings.space, "preset": settings.preset, "dataset": settings.dataset,
+            "objective": settings.objective, "search": "optuna-tpe",
+            "optuna_storage": redact_url(settings.optuna_url), "study": settings.study_name}
+    for kind, info in scorer_info.items():
+        tags[f"scorer.{kind}.id"] = info.get("scorer_id")
+        tags[f"scorer.{kind}.test_accuracy"] = info.get("test_accuracy")
+    return redact_settings(settings.to_dict()), tags
+
+
 def run_sweep(settings: SweepSettings, resume: bool = False, checked: bool = False) -> dict:
     """Run (or resume) the sweep; returns the summary the CLI prints.
 
@@ -127,14 +143,9 @@ def run_sweep(settings: SweepSettings, resume: bool = False, checked: bool = Fal
     else:
         experiment_id = tracking.setup_experiment(
             uri, f"gensweep-{settings.space}-{settings.dataset}", sweep_dir)
-        tags = {"space": settings.space, "preset": settings.preset, "dataset": settings.dataset,
-                "objective": settings.objective, "search": "optuna-tpe",
-                "optuna_storage": settings.optuna_url, "study": settings.study_name}
-        for kind, info in actors["info"].items():
-            tags[f"scorer.{kind}.id"] = info.get("scorer_id")
-            tags[f"scorer.{kind}.test_accuracy"] = info.get("test_accuracy")
+        params, tags = parent_run_fields(settings, actors["info"])
         parent = tracking.start_parent_run(uri, experiment_id, f"sweep-{settings.sweep_id}",
-                                           settings.to_dict(), tags)
+                                           params, tags)
         tracking.log_parent_metrics(uri, parent, {f"ceiling_{k}": v for k, v in ceiling.items()})
         write_sweep_file(settings, {"experiment_id": experiment_id, "parent_run_id": parent,
                                     "mlflow_uri": uri, "scorers": {k: str(v) for k, v in

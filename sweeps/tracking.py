@@ -15,6 +15,8 @@ import os
 import time
 from pathlib import Path
 
+from sweeps.redact import redact_url
+
 log = logging.getLogger(__name__)
 
 TRIAL_TAG = "gensweep.trial_id"
@@ -68,7 +70,7 @@ def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
                 raise OSError(f"HTTP {resp.status}")
     except OSError as exc:
         raise ConnectionError(
-            f"MLflow tracking server {uri} is unreachable ({exc}); start it (e.g. `mlflow server "
+            f"MLflow tracking server {redact_url(uri)} is unreachable ({exc}); start it (e.g. `mlflow server "
             f"--host 127.0.0.1 --port 5000`) or omit --mlflow-uri for the embedded store") from exc
 
 
@@ -111,7 +113,7 @@ def log_parent_metrics(uri: str, run_id: str, metrics: dict) -> None:
             Metric(k, float(v), now, 0) for k, v in metrics.items()
             if isinstance(v, (int, float)) and math.isfinite(v)])
     except Exception as exc:
-        log.warning("could not log sweep metrics to MLflow (%s): %s", uri, exc)
+        log.warning("could not log sweep metrics to MLflow (%s): %s", redact_url(uri), exc)
 
 
 def finish_parent_run(uri: str, run_id: str, status: str) -> None:
@@ -121,7 +123,7 @@ def finish_parent_run(uri: str, run_id: str, status: str) -> None:
     try:
         MlflowClient(uri).set_terminated(run_id, status)
     except Exception as exc:
-        log.warning("could not close the sweep's MLflow run (%s): %s", uri, exc)
+        log.warning("could not close the sweep's MLflow run (%s): %s", redact_url(uri), exc)
 
 
 def numeric_metrics(result: dict) -> dict:

@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -223,7 +224,10 @@ def restore_tuner(settings: SweepSettings, actor_names: dict, namespace: str):
 def write_sweep_file(settings: SweepSettings, extra: dict) -> Path:
     path = settings.sweep_dir / SWEEP_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"settings": settings.to_dict(), **extra}, indent=1))
+    # Owner-only: the URLs in it may carry passwords (everything logged is redacted instead).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps({"settings": settings.to_dict(), **extra}, indent=1))
     tmp.replace(path)
     return path
 

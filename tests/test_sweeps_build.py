@@ -125,3 +125,42 @@ def test_report_ranks_and_pareto():
     assert sorted(r["trial_id"] for r in front) == ["a", "b"]
     table = report.format_table(rows, "vae", "mnist", (1000, 5000), {"ts_5k_mean": 9.5})
     assert "8.281" in table and "9.500" in table  # paper's VAE IS 5K and the ceiling
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql+psycopg2://alice:s3cret@db.internal:5432/optuna",
+     "postgresql+psycopg2://alice:***@db.internal:5432/optuna"),
+    ("https://bob:p%40ss@mlflow.example.org/", "https://bob:***@mlflow.example.org/"),
+    ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+    ("sqlite:////tmp/x@y/optuna.db", "sqlite:////tmp/x@y/optuna.db"),
+    ("https://token@host/", "https://token@host/"),
+    (None, None),
+])
+def test_redact_url_masks_only_the_password(url, shown):
+    from sweeps.redact import redact_url
+
+    assert redact_url(url) == shown
+
+
+def test_parent_run_fields_and_sweep_file_keep_passwords_out_of_logs(tmp_path):
+    import json
+    import stat
+
+    from sweeps.sweep import parent_run_fields
+    from sweeps.tuner import read_sweep_file, write_sweep_file
+
+    settings = SweepSettings(space="vae", preset="smoke", storage=str(tmp_path),
+                             mlflow_uri="https://bob:s3cret@mlflow.example.org",
+                             optuna_storage="postgresql://alice:s3cret@db/optuna")
+    params, tags = parent_run_fields(settings, {"vit": {"scorer_id": "x", "test_accuracy": 0.9}})
+    logged = json.dumps([params, tags])
+    assert "s3cret" not in logged
+    assert params["mlflow_uri"] == "https://bob:***@mlflow.example.org"
+    assert tags["optuna_storage"] == "postgresql://alice:***@db/optuna"
+    assert params["space"] == "vae" and tags["scorer.vit.id"] == "x"
+    text = report.how_to_look(tmp_path, settings.mlflow_uri, settings.optuna_url)
+    assert "s3cret" not in text and "bob:***@" in text
+    # The sweep file must keep the real URLs to resume, so only its owner may read it.
+    path = write_sweep_file(settings, {})
+    assert read_sweep_file(tmp_path)["settings"]["optuna_storage"].endswith("s3cret@db/optuna")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
