@@ -53,6 +53,7 @@ class Scorer:
         self._feats[idx] = arrays["real_features"]
         self._known[idx] = True
         self._test_images: np.ndarray | None = None
+        self._reference_stats: dict = {}
 
     @classmethod
     def load(cls, path, data_dir=None) -> "Scorer":
@@ -126,6 +127,15 @@ class Scorer:
             self._probs[missing], self._feats[missing] = probs, feats
             self._known[missing] = True
         return self._probs[idx].copy(), self._feats[idx].copy()
+
+    def reference_stats(self, n: int):
+        """The FID side of the first ``n`` real reference images, computed once per ``n``
+        (an actor serves many trials against the same reference)."""
+        if n not in self._reference_stats:
+            from scorers.reference import reference_stats
+
+            self._reference_stats[n] = reference_stats(self.real("reference", n)[1])
+        return self._reference_stats[n]
 
     def __repr__(self) -> str:
         return (f"Scorer(kind={self.kind!r}, dataset={self.dataset!r}, id={self.scorer_id!r}, "

@@ -24,6 +24,7 @@ import numpy as np
 from scorers import metrics
 from scorers.images import as_unit_float
 from scorers.realsplit import HALF
+from scorers.reference import frechet_distance_to_reference
 from scorers.spec import N_CLASSES, n_label
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,13 @@ def check_ns(ns) -> tuple[int, ...]:
 
 
 def score_predictions(kind: str, probs: np.ndarray, feats: np.ndarray, reference,
-                      ns) -> dict[str, float]:
+                      ns, fid_reference=None) -> dict[str, float]:
     """The score dictionary from already computed predictions.
 
     ``reference(n) -> (probs, feats)`` gives the first n real reference images'
     predictions; ``probs``/``feats`` hold at least max(ns) sample rows, in sample order.
+    ``fid_reference(n) -> ReferenceStats`` (optional) gives the same images' precomputed FID
+    side (``scorers.reference``), so a long-lived scorer does the real half of FID once.
     """
     p = PREFIX[kind]
     out: dict[str, float] = {}
@@ -67,7 +70,9 @@ def score_predictions(kind: str, probs: np.ndarray, feats: np.ndarray, reference
         fake_p, fake_f = probs[:n], feats[:n]
         _, real_f = reference(n)
         out[f"{p}_{lab}_mean"], out[f"{p}_{lab}_std"] = metrics.inception_score(fake_p, IS_SPLITS)
-        out[f"fid_{kind}_{lab}"] = metrics.frechet_distance(real_f, fake_f)
+        out[f"fid_{kind}_{lab}"] = (
+            frechet_distance_to_reference(fid_reference(n), fake_f) if fid_reference
+            else metrics.frechet_distance(real_f, fake_f))
         # With n <= subset size every KID round draws all n rows of both sets, i.e. the same
         # pairs in another order: one round gives the same value as 100 at 1/100 the cost.
         subsets = 1 if n <= KID_SUBSET_SIZE else KID_SUBSETS
@@ -98,11 +103,13 @@ def score_images(scorer, images, ns=(1000, 5000), dataset: str | None = None) ->
         raise ValueError(f"{len(x)} images given but n={max(ns)} requested; expected at least "
                          f"{max(ns)} images")
     probs, feats = scorer.predict(x[:max(ns)])
-    return score_predictions(scorer.kind, probs, feats, lambda n: scorer.real("reference", n), ns)
+    return score_predictions(scorer.kind, probs, feats, lambda n: scorer.real("reference", n), ns,
+                             fid_reference=scorer.reference_stats)
 
 
 def ceiling(scorer, ns=(1000, 5000)) -> dict[str, float]:
     """The real-data ceiling: the same scores for the first n images of the real ceiling half."""
     ns = check_ns(ns)
     probs, feats = scorer.real("ceiling", max(ns))
-    return score_predictions(scorer.kind, probs, feats, lambda n: scorer.real("reference", n), ns)
+    return score_predictions(scorer.kind, probs, feats, lambda n: scorer.real("reference", n), ns,
+                             fid_reference=scorer.reference_stats)

@@ -393,3 +393,26 @@ def test_blocked_distance_paths_match_unblocked(monkeypatch):
     assert kernel_mmd(real, fake) == pytest.approx(whole[0], rel=1e-12)
     assert nn1_accuracy(real, fake) == whole[1]
     assert kernel_inception_distance(*kid) == pytest.approx(whole[2], rel=1e-12)
+
+
+@pytest.mark.parametrize("n_real, n_fake, dim, singular", [
+    (400, 300, 16, False),   # more rows than features: the Cholesky-factor path
+    (30, 20, 64, False),     # fewer rows than features: the Gram (singular values) path
+    (40, 300, 16, False),    # real side short: Gram path although the fake side is not
+    (400, 300, 16, True),    # rank-deficient real covariance: falls back to the definition
+])
+def test_fid_against_precomputed_reference_equals_the_definition(n_real, n_fake, dim, singular):
+    from scorers.reference import frechet_distance_to_reference, reference_stats
+
+    rng = np.random.default_rng(7)
+    real = rng.normal(size=(n_real, dim)) @ rng.normal(size=(dim, dim))
+    if singular:
+        real[:, -1] = real[:, 0]  # a repeated feature: the covariance has rank dim - 1
+    fake = rng.normal(0.3, 1.2, size=(n_fake, dim)) @ rng.normal(size=(dim, dim))
+    ref = reference_stats(real)
+    assert (ref.factor is None) == (singular or n_real <= dim)
+    for sample in (fake, real[: min(n_fake, n_real)]):
+        want = metrics.frechet_distance(real, sample)
+        assert frechet_distance_to_reference(ref, sample) == pytest.approx(want, rel=1e-7, abs=1e-7)
+    with pytest.raises(ValueError, match="features of the same scorer"):
+        frechet_distance_to_reference(ref, fake[:, :-1])
