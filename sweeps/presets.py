@@ -58,8 +58,10 @@ PRESETS = {
         ns=(1000, 5000),
         inception=ScorerSpec(epochs=1, subset=3000, eval_subset=2000),
         vit=ScorerSpec(epochs=2, subset=10000, eval_subset=2000),
-        epoch_seconds_cpu=8.0, epoch_seconds_gpu=1.0,
-        scorer_minutes_cpu=6.0, scorer_minutes_gpu=1.0, score_seconds=60.0),
+        # Measured on the 2-core dev VM (README): 13 s per epoch, 60 s to score 5,000 samples
+        # with both scorers, 4.1 min to fine-tune both; one trial at a time beside the actors.
+        epoch_seconds_cpu=13.0, epoch_seconds_gpu=1.0,
+        scorer_minutes_cpu=4.5, scorer_minutes_gpu=1.0, score_seconds=60.0),
     # Scores 200 / 500 samples, not 1K / 5K: on a CPU, Inception features for 5,000 images and
     # the 2048-d FID / KID cost minutes, and smoke sweeps exist to exercise the plumbing.
     "smoke": Preset(

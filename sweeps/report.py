@@ -94,6 +94,9 @@ def format_table(rows: list[dict], space: str, dataset: str, ns, ceiling: dict |
         lines.append("  ".join([_fmt("real"), *(_fmt("") for _ in hyper),
                                 *(_fmt(ceiling.get(c)) for c in score_cols),
                                 _fmt(ceiling.get(fid_col))]))
+    if len(rows) > top:
+        lines.append(f"(the {top} best of {len(rows)} ranked trials; all trials are in "
+                     f"results.csv)")
     return "\n".join(lines)
 
 

@@ -125,6 +125,10 @@ def test_report_ranks_and_pareto():
     assert sorted(r["trial_id"] for r in front) == ["a", "b"]
     table = report.format_table(rows, "vae", "mnist", (1000, 5000), {"ts_5k_mean": 9.5})
     assert "8.281" in table and "9.500" in table  # paper's VAE IS 5K and the ceiling
+    assert "best of" not in table
+    ranked = report.rank(rows, ["ts_5k_mean"])
+    short = report.format_table(ranked, "vae", "mnist", (1000, 5000), None, top=2)
+    assert "the 2 best of 3 ranked trials" in short and "     c " not in short
 
 
 @pytest.mark.parametrize("url, shown", [
