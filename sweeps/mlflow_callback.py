@@ -1,0 +1,212 @@
+"""The Tune callback that logs every trial of a sweep as a nested MLflow child run.
+
+It runs in the driver. Child runs are keyed by Tune's trial id (tag ``gensweep.trial_id``), so
+a resumed sweep finds and continues its runs instead of duplicating them. If the tracking
+server goes away mid-sweep, training carries on: failed calls are kept in
+``mlflow_pending.jsonl`` in the sweep folder and replayed, in order, when the server answers
+again (``--resume`` replays what is left at the end).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+from sweeps.tracking import ARTIFACTS, STATUS_TAG, TRIAL_TAG, server_answers
+
+log = logging.getLogger(__name__)
+
+
+def numeric_metrics(result: dict) -> dict:
+    return {k: float(v) for k, v in result.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and not k.startswith(("config/", "time_", "timestamp", "pid", "iterations_"))}
+
+
+def trial_params(config: dict) -> dict:
+    return {k: v for k, v in config.items() if not k.startswith("_")}
+
+
+def make_callback_class():
+    from ray.tune import Callback
+
+    class MlflowSweepCallback(Callback):
+        """Logs every trial of the sweep as a nested child of ``parent_run_id``."""
+
+        def __init__(self, uri: str, experiment_id: str, parent_run_id: str, sweep_dir: str):
+            self.uri, self.experiment_id = uri, experiment_id
+            self.parent_run_id, self.sweep_dir = parent_run_id, sweep_dir
+            self._client, self._runs, self._down = None, {}, False
+
+        def __getstate__(self):
+            state = dict(self.__dict__)
+            state["_client"], state["_runs"], state["_down"] = None, {}, False
+            return state
+
+        def __setstate__(self, state):
+            self.__dict__.update({"_down": False, **state})
+
+        @property
+        def client(self):
+            if self._client is None:
+                from mlflow.tracking import MlflowClient
+                self._client = MlflowClient(self.uri)
+            return self._client
+
+        @property
+        def pending_path(self) -> Path:
+            return Path(self.sweep_dir) / "mlflow_pending.jsonl"
+
+        def _keep(self, op: str, args) -> None:
+            with open(self.pending_path, "a") as fh:
+                fh.write(json.dumps({"op": op, "args": args}, default=str) + "\n")
+
+        def _safe(self, op: str, *args) -> bool:
+            """Run a client call; on failure keep it for replay instead of failing the sweep.
+
+            After one failure the server counts as down: later calls are queued after a short
+            ``/health`` probe instead of each waiting out the client's retries. Queued calls
+            are replayed before a new one, so MLflow receives them in order."""
+            if self._down and not server_answers(self.uri):
+                self._keep(op, args)
+                return False
+            if self.pending_path.is_file():
+                self.replay_pending()
+                if self.pending_path.is_file() and not server_answers(self.uri):
+                    self._down = True
+                    self._keep(op, args)
+                    return False
+            self._down = False
+            try:
+                getattr(self, f"_op_{op}")(*args)
+                return True
+            except Exception as exc:  # the sweep must outlive the tracking server
+                self._down = True
+                log.warning("MLflow %s failed (%s); kept for replay in %s", op, exc,
+                            self.pending_path)
+                self._keep(op, args)
+                return False
+
+        def replay_pending(self) -> int:
+            """Retry the calls that failed earlier, in order; returns how many are still pending.
+
+            Stops at the first failure while the server is down (the rest would only wait out
+            their timeouts); a call the live server rejects is kept and the replay goes on."""
+            if not self.pending_path.is_file():
+                return 0
+            ops = [json.loads(l) for l in self.pending_path.read_text().splitlines() if l]
+            still = []
+            for i, entry in enumerate(ops):
+                try:
+                    getattr(self, f"_op_{entry['op']}")(*entry["args"])
+                except Exception as exc:
+                    if not server_answers(self.uri):
+                        still.extend(ops[i:])
+                        break
+                    log.warning("MLflow rejected a queued %s call (%s); it stays in %s",
+                                entry["op"], exc, self.pending_path)
+                    still.append(entry)
+            tmp = self.pending_path.with_suffix(".tmp")
+            tmp.write_text("".join(json.dumps(e) + "\n" for e in still))
+            os.replace(tmp, self.pending_path)
+            if not still:
+                self.pending_path.unlink()
+            return len(still)
+
+        # --- the operations (each idempotent, so a replay never duplicates) ---------------
+        def _run_id(self, trial_id: str, trial_name: str, params: dict) -> str:
+            if trial_id in self._runs:
+                return self._runs[trial_id]
+            found = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=(f"tags.`{TRIAL_TAG}` = '{trial_id}' and "
+                               f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'"))
+            from mlflow.entities import Param
+            if found:
+                # The server may have died between create_run and the params: add what is missing.
+                run_id = found[0].info.run_id
+                missing = {k: v for k, v in params.items() if k not in found[0].data.params}
+                if missing:
+                    self.client.log_batch(
+                        run_id, params=[Param(k, str(v)) for k, v in missing.items()])
+            else:
+                run_id = self.client.create_run(
+                    self.experiment_id, run_name=trial_name,
+                    tags={"mlflow.parentRunId": self.parent_run_id, TRIAL_TAG: trial_id,
+                          STATUS_TAG: "running"}).info.run_id
+                self.client.log_batch(
+                    run_id, params=[Param(k, str(v)) for k, v in params.items()])
+            self._runs[trial_id] = run_id
+            return run_id
+
+        def _op_start(self, trial_id, trial_name, params):
+            self._run_id(trial_id, trial_name, params)
+
+        def _op_metrics(self, trial_id, trial_name, params, metrics, step, ts_ms):
+            from mlflow.entities import Metric
+            run_id = self._run_id(trial_id, trial_name, params)
+            batch = [Metric(k, v, ts_ms, step) for k, v in metrics.items()]
+            for i in range(0, len(batch), 900):  # MLflow caps a batch at 1000 metrics
+                self.client.log_batch(run_id, metrics=batch[i:i + 900])
+
+        def _op_finish(self, trial_id, trial_name, params, status, checkpoint_dir):
+            run_id = self._run_id(trial_id, trial_name, params)
+            if checkpoint_dir and Path(checkpoint_dir).is_dir():
+                for name in ARTIFACTS:
+                    path = Path(checkpoint_dir) / name
+                    if path.is_file():
+                        self.client.log_artifact(
+                            run_id, str(path), "samples" if name.endswith(".png") else "checkpoint")
+            self.client.set_tag(run_id, STATUS_TAG, status)
+            self.client.set_terminated(run_id, "FINISHED" if status == "finished" else "FAILED")
+
+        # --- Tune hooks ----------------------------------------------------------------------
+        def setup(self, **info):
+            self.replay_pending()
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self._safe("start", trial.trial_id, str(trial), trial_params(trial.config))
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            step = int(result.get("epoch") or result.get("training_iteration") or 0)
+            self._safe("metrics", trial.trial_id, str(trial), trial_params(trial.config),
+                       numeric_metrics(result), step, int(time.time() * 1000))
+
+        def _finish(self, trial, failed: bool):
+            last = trial.last_result or {}
+            status = "error" if failed else str(last.get("status", "finished"))
+            folder = None
+            if trial.checkpoint is not None and last.get("status") == "finished":
+                folder = _local_checkpoint(trial.checkpoint, Path(self.sweep_dir))
+            self._safe("finish", trial.trial_id, str(trial), trial_params(trial.config),
+                       status, folder)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._finish(trial, failed=False)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._finish(trial, failed=True)
+
+        def on_experiment_end(self, trials, **info):
+            left = self.replay_pending()
+            if left:
+                log.warning("%d MLflow calls could not be delivered; they stay in %s and are "
+                            "replayed by `--resume`", left, self.pending_path)
+
+    return MlflowSweepCallback
+
+
+def _local_checkpoint(checkpoint, sweep_dir: Path) -> str | None:
+    """A local folder holding the checkpoint (copied from remote storage if need be)."""
+    try:
+        import pyarrow.fs
+        if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
+            return checkpoint.path
+        target = sweep_dir / "final_checkpoints" / Path(checkpoint.path).name
+        return checkpoint.to_directory(str(target))
+    except Exception as exc:
+        log.warning("cannot reach checkpoint %s: %s", checkpoint, exc)
+        return None
