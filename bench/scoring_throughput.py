@@ -24,7 +24,6 @@ their defaults (all cores) unless OMP_NUM_THREADS is set.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import statistics
@@ -126,7 +125,7 @@ def main(argv=None) -> int:
     ns = tuple(sorted({min(1000, n), n}))
     from scorers.scoring import score_images
     from scorers.store import ensure_scorer, load_scorer
-    from shared_scorers import make_samples
+    from shared_scorers import make_samples, write_report
 
     x = make_samples(n, 1, args.data_dir)[0]
     scorers, one_off = {}, {}
@@ -171,9 +170,7 @@ def main(argv=None) -> int:
                   "scorers": {k: str(s.folder) for k, s in scorers.items()},
                   "date": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows, "summary": summary,
                   "one_off_s": one_off}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=1))
-        log.info("raw numbers written to %s", args.json)
+        write_report(args.json, report)
     return 0
 
 

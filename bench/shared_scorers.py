@@ -110,6 +110,13 @@ class RssSampler(threading.Thread):
                 "peak_above_start_mib": self.peak - self.start_level}
 
 
+def write_report(path, report: dict) -> None:
+    """The raw numbers of a benchmark run as JSON (the figures in docs/benchmarks.md)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(report, indent=1))
+    log.info("raw numbers written to %s", path)
+
+
 def make_samples(n: int, k: int, data_dir=None) -> list:
     """K perturbed copies of the first n ceiling-half MNIST test images (uint8)."""
     import numpy as np
@@ -280,9 +287,7 @@ def main(argv=None) -> int:
         report = {"samples_per_trial": n, "ns": list(ns), "ks": ks, "scorers": dirs,
                   "idle_worker": baseline, "host": platform.node(), "cpus": os.cpu_count(),
                   "date": time.strftime("%Y-%m-%d %H:%M:%S"), "results": results}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=1))
-        log.info("raw numbers written to %s", args.json)
+        write_report(args.json, report)
     return 0
 
 

@@ -123,26 +123,11 @@ def _settings(args, storage):
         epochs_range=args.epochs_range)
 
 
-def concurrent_trials(settings, gpus: float) -> int:
-    """How many trials can run at once: Ray's CPUs (GPUs) less the two scorer actors' share,
-    over what one trial asks for; capped by --max-concurrent. For the printed estimate."""
-    import ray
-
-    from sweeps.scorer_setup import actor_cpus
-
-    cpus = float(ray.cluster_resources().get("CPU", 1))
-    free_cpus = cpus - 2 * actor_cpus(settings.scorer_cpus)
-    n = max(1, int(free_cpus // settings.cpus_per_trial))
-    if settings.gpus_per_trial > 0:
-        n = min(n, max(1, int((gpus - 2 * settings.scorer_gpus) // settings.gpus_per_trial)))
-    return min(n, settings.max_concurrent or n)
-
-
 def choose_preset(settings, args):
     """Settle the preset (asking Ray for GPUs when none was given) and print the plan.
 
     Starts Ray, so it runs only after the pre-flight checks passed."""
-    from sweeps.sweep import resolve_preset
+    from sweeps.sweep import concurrent_trials, resolve_preset
 
     preset, gpus = resolve_preset(args.preset, args.address)
     settings = dataclasses.replace(settings, preset=preset, num_samples=args.num_samples)

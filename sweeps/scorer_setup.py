@@ -12,8 +12,9 @@ import os
 import uuid
 from pathlib import Path
 
+from scorers.spec import KINDS
+
 log = logging.getLogger(__name__)
-KINDS = ("inception", "vit")
 
 
 def _finetune_and_pack(dataset: str, kind: str, kwargs: dict) -> dict:
@@ -74,12 +75,12 @@ def scorer_folders(settings, cluster_gpus: float) -> dict:
 
 
 def actor_cpus(wanted: float) -> float:
-    """CPUs to reserve for a scorer actor on this (driver) node: ``wanted``, or 0 on a node
-    that offers no CPUs to Ray (a cluster head kept free of trials)."""
+    """CPUs to reserve for each scorer actor on this (driver) node: ``wanted``, or 0 on a node
+    that cannot hold all of them (a cluster head kept free of trials offers no CPUs)."""
     import ray
 
     here = ray.get_runtime_context().get_node_id()
     for node in ray.nodes():
         if node.get("NodeID") == here:
-            return wanted if node.get("Resources", {}).get("CPU", 0) >= 2 * wanted else 0.0
+            return wanted if node.get("Resources", {}).get("CPU", 0) >= len(KINDS) * wanted else 0.0
     return wanted

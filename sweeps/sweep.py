@@ -71,6 +71,22 @@ def resolve_preset(preset: str | None, address: str | None) -> tuple[str, float]
     return (preset or default_preset(gpus)), gpus
 
 
+def concurrent_trials(settings: SweepSettings, gpus: float) -> int:
+    """How many trials can run at once: Ray's CPUs (GPUs) less the scorer actors' share,
+    over what one trial asks for; capped by --max-concurrent. For the printed estimate."""
+    import ray
+
+    from sweeps.scorer_setup import actor_cpus
+
+    actors = len(settings.actor_names())
+    cpus = float(ray.cluster_resources().get("CPU", 1))
+    free_cpus = cpus - actors * actor_cpus(settings.scorer_cpus)
+    n = max(1, int(free_cpus // settings.cpus_per_trial))
+    if settings.gpus_per_trial > 0:
+        n = min(n, max(1, int((gpus - actors * settings.scorer_gpus) // settings.gpus_per_trial)))
+    return min(n, settings.max_concurrent or n)
+
+
 def start_actors(settings: SweepSettings, scorer_dirs: dict) -> dict:
     """One named ``ScorerActor`` per scorer, pinned to this (driver) node where the folders are,
     with resources reserved up front so trials can never starve them."""

@@ -13,6 +13,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from scorers.spec import KINDS
 from sweeps.presets import PRESETS, Preset
 from sweeps.spaces import LR_RANGE, MODEL_OF_SPACE, SPACES, paper_point
 
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 OBJECTIVES = ("ts", "is", "is+ts")
 SCHEDULERS = ("none", "asha")
-SCORER_KINDS = ("inception", "vit")
+SCORER_KINDS = KINDS  # one ScorerActor per scorer kind
 SWEEP_FILE = "sweep.json"
 
 
@@ -198,8 +199,6 @@ def build_tuner(settings: SweepSettings, *, actor_names: dict | None = None,
 
 
 def _tune_environment() -> None:
-    import os
-
     # Scores arrive only in a trial's last report; per-epoch reports carry losses.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     # Save the experiment state (trials + searcher) on every controller step, not every 10 s:
