@@ -117,8 +117,23 @@ def real_ceiling(handles: dict, ns) -> dict:
     return merged
 
 
+PATH_VARIABLES = ("GENSWEEP_DATA_DIR", "GENSWEEP_CACHE_DIR")
+
+
+def absolute_path_variables() -> None:
+    """Make the path variables absolute here, before Ray starts and its workers inherit them.
+
+    Tune runs each trial with its own folder as working directory, so a relative
+    ``GENSWEEP_DATA_DIR=../shared/data`` would be looked up from there: every trial would
+    fail with "mnist not found" although the driver's checks passed."""
+    for var in PATH_VARIABLES:
+        if os.environ.get(var):
+            os.environ[var] = str(Path(os.environ[var]).expanduser().resolve())
+
+
 def preflight(settings: SweepSettings) -> None:
     """The checks that need neither Ray nor the scorers: storage, tracking server, dataset."""
+    absolute_path_variables()
     check_writable(settings.sweep_dir)
     tracking.check_reachable(settings.mlflow_uri or
                              tracking.default_tracking_uri(settings.sweep_dir))

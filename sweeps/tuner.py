@@ -76,6 +76,11 @@ class SweepSettings:
         if self.epochs_range is not None and not 1 <= self.epochs_range[0] <= self.epochs_range[1]:
             raise ValueError(f"epochs range {self.epochs_range[0]},{self.epochs_range[1]} is "
                              f"invalid: need 1 <= low <= high")
+        # Trials run in their own folders: a relative path must mean what it meant here.
+        if self.data_dir:
+            self.data_dir = str(Path(self.data_dir).expanduser().resolve())
+        if self.scorers_dir:
+            self.scorers_dir = str(Path(self.scorers_dir).expanduser().resolve())
         if self.num_samples is None:
             self.num_samples = self.preset_obj.num_samples
         if self.num_samples < 1:

@@ -1,4 +1,5 @@
 """Sweep assembly without fitting: spaces, presets, searcher, tuner, CLI validation, report."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -168,3 +169,21 @@ def test_parent_run_fields_and_sweep_file_keep_passwords_out_of_logs(tmp_path):
     path = write_sweep_file(settings, {})
     assert read_sweep_file(tmp_path)["settings"]["optuna_storage"].endswith("s3cret@db/optuna")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_settings_make_paths_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = SweepSettings(space="vae", data_dir="data/mnist", scorers_dir="~/scorers")
+    assert s.data_dir == str(tmp_path / "data" / "mnist")
+    assert s.scorers_dir == str(Path("~/scorers").expanduser().resolve())
+
+
+def test_path_variables_become_absolute_before_ray(tmp_path, monkeypatch):
+    from sweeps.sweep import absolute_path_variables
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GENSWEEP_DATA_DIR", "../shared/data")
+    monkeypatch.setenv("GENSWEEP_CACHE_DIR", "cache")
+    absolute_path_variables()
+    assert os.environ["GENSWEEP_DATA_DIR"] == str((tmp_path / "../shared/data").resolve())
+    assert os.environ["GENSWEEP_CACHE_DIR"] == str(tmp_path / "cache")

@@ -68,8 +68,11 @@ def _child_runs(uri, space):
 
 def test_smoke_sweep_logs_everything(tmp_path, mlflow_server):
     storage = tmp_path / "sweep"
+    # Relative paths, as the README's Quick start gives them: trials run in their own folders.
+    env = {**os.environ, **{k: os.path.relpath(os.environ[k], REPO)
+                            for k in ("GENSWEEP_DATA_DIR", "GENSWEEP_CACHE_DIR")}}
     r = _sweep("--space", "vaegan", "--preset", "smoke", "--mlflow-uri", mlflow_server,
-               "--storage", str(storage), "--seed", "1")
+               "--storage", str(storage), "--seed", "1", env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     assert "paper" in r.stdout and "best configuration" in r.stdout
     assert "mlflow ui" in r.stdout or mlflow_server in r.stdout
