@@ -34,6 +34,7 @@ from scipy import linalg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import scorers.metrics as metrics  # noqa: E402
+import scorers.two_sample as two_sample  # noqa: E402
 
 
 def old_fid(a: np.ndarray, b: np.ndarray) -> float:
@@ -61,7 +62,7 @@ def old_kid(a, b, subsets=100, subset_size=1000, degree=3, coef0=1.0, seed=0):
         k_xx = (gamma * (x @ x.T) + coef0) ** degree
         k_yy = (gamma * (y @ y.T) + coef0) ** degree
         k_xy = (gamma * (x @ y.T) + coef0) ** degree
-        mmds[i] = metrics._mmd2_unbiased(k_xx, k_yy, k_xy)
+        mmds[i] = two_sample.mmd2_unbiased(k_xx, k_yy, k_xy)
     return float(mmds.mean()), float(mmds.std(ddof=0))
 
 
@@ -111,13 +112,13 @@ def main() -> None:
         r = args.old_kid_rounds
         k_old, t_old = timed(old_kid, real, fake, subsets=r)
         t_old *= 100 / r
-        k_new, t_new = timed(metrics.kernel_inception_distance, real, fake, subsets=100)
-        use_gram = metrics._kid_use_gram
-        metrics._kid_use_gram = lambda *a: True
+        k_new, t_new = timed(two_sample.kernel_inception_distance, real, fake, subsets=100)
+        use_gram = two_sample.kid_use_gram
+        two_sample.kid_use_gram = lambda *a: True
         try:
-            k_same = metrics.kernel_inception_distance(real, fake, subsets=r)
+            k_same = two_sample.kernel_inception_distance(real, fake, subsets=r)
         finally:
-            metrics._kid_use_gram = use_gram
+            two_sample.kid_use_gram = use_gram
         scaled = "" if r == 100 else f" (timed on {r} rounds, scaled to 100)"
         print(f"KID   old {t_old:7.2f}s  new {t_new:6.2f}s  x{t_old / t_new:5.1f}{scaled}\n"
               f"      KID {k_new[0]:.6g} +- {k_new[1]:.3g}; over {r} rounds rel dev of mean "

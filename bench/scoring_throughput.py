@@ -10,14 +10,16 @@ each repeat times, in alternating order:
 * full: ``scorers.scoring.score_images(scorer, x, ns)`` (ns = 1000 and 5000 as in sweeps),
   which runs ``Scorer.predict`` once and every metric of ``score_predictions``;
 * split: ``Scorer.predict(x)`` alone (the bare forward pass, "bare"), then on its output
-  each metric timed separately at every n. "IS+FID" = bare + the IS and FID calls.
+  each metric timed separately at every n. "IS+FID" = bare + the IS and FID calls. KID,
+  MMD and 1-NN run together against the reference (``two_sample_to_reference``); each is
+  also timed alone by its definition (recomputing the real side), for comparison only.
 
 Overhead = time / bare - 1; images/s = samples / time. The whole pipeline sums both
 scorers. Samples are perturbed real MNIST ceiling-half images (see ``shared_scorers.py``);
 scorers are the same small cached ones (same architecture and cost as the paper's). The
 real reference features come from the scorer folder, so no real image is predicted in
-the timed region (one warm-up predict runs first), and the real side of FID is computed
-once per scorer before timing (``Scorer.reference_stats``; printed as a one-off), as a
+the timed region (one warm-up predict runs first), and the real side of the scores is
+computed once per scorer before timing (``Scorer.reference_stats``; printed as a one-off), as a
 scorer actor does once per sweep. Threads: TensorFlow and torch use
 their defaults (all cores) unless OMP_NUM_THREADS is set.
 """
@@ -45,24 +47,34 @@ def timed(fn, *args, **kwargs):
 
 def metric_calls(scorer) -> dict:
     """name -> fn(real_f, fake_p, fake_f, n): the calls ``score_predictions`` makes per n
-    (FID against the scorer's precomputed reference side, as ``score_images`` does)."""
-    from scorers import metrics
-    from scorers.reference import frechet_distance_to_reference
-    from scorers.scoring import IS_SPLITS, KID_SUBSET_SIZE, KID_SUBSETS
+    (against the scorer's precomputed reference side, as ``score_images`` does), then the
+    same metrics by their definitions, recomputing the real side on every call as the code
+    did before ``scorers.reference`` (in ``DEFINITIONS``: timed for comparison, in no total)."""
+    from scorers import metrics, two_sample
+    from scorers.reference import (
+        KID_SUBSET_SIZE,
+        frechet_distance_to_reference,
+        kid_subsets,
+        two_sample_to_reference,
+    )
+    from scorers.scoring import IS_SPLITS
     from scorers.spec import N_CLASSES
 
     return {
         "is": lambda rf, p, f, n: metrics.inception_score(p, IS_SPLITS),
         "fid": lambda rf, p, f, n: frechet_distance_to_reference(scorer.reference_stats(n), f),
-        # the definition, recomputing the real side every call (before the cache); not in IS+FID
-        "fid_direct": lambda rf, p, f, n: metrics.frechet_distance(rf, f),
-        "kid": lambda rf, p, f, n: metrics.kernel_inception_distance(
-            rf, f, subsets=1 if n <= KID_SUBSET_SIZE else KID_SUBSETS,
-            subset_size=KID_SUBSET_SIZE, seed=0),
-        "mmd": lambda rf, p, f, n: metrics.kernel_mmd(rf, f),
-        "nn1": lambda rf, p, f, n: metrics.nn1_accuracy(rf, f),
+        "two_sample": lambda rf, p, f, n: two_sample_to_reference(scorer.reference_stats(n), f),
         "coverage": lambda rf, p, f, n: metrics.class_coverage(p, n_classes=N_CLASSES),
+        "fid_direct": lambda rf, p, f, n: metrics.frechet_distance(rf, f),
+        "kid": lambda rf, p, f, n: two_sample.kernel_inception_distance(
+            rf, f, subsets=kid_subsets(n), subset_size=KID_SUBSET_SIZE, seed=0),
+        "mmd": lambda rf, p, f, n: two_sample.kernel_mmd(rf, f),
+        "nn1": lambda rf, p, f, n: two_sample.nn1_accuracy(rf, f),
     }
+
+
+DEFINITIONS = ("fid_direct", "kid", "mmd", "nn1")
+METRICS = ("is", "fid", "two_sample", "coverage", *DEFINITIONS)
 
 
 def split_run(scorer, x, ns) -> dict:
@@ -111,8 +123,7 @@ def summarise(kinds: list, rows: list, n: int) -> dict:
             "overhead_full": statistics.median(r["full"] / r["bare"] - 1 for r in reps),
             "metric_median_s": {m: statistics.median(
                 sum(r["split"][m] for r in use if r["repeat"] == rep) for rep in by_rep)
-                for m in ("reference", "is", "fid", "fid_direct", "kid", "mmd", "nn1",
-                          "coverage")},
+                for m in ("reference", *METRICS)},
         }
     return out
 
@@ -134,7 +145,7 @@ def main(argv=None) -> int:
                                eval_subset=None, data_dir=args.data_dir, progress=False)
         scorers[kind] = load_scorer(folder, data_dir=args.data_dir)
         scorers[kind].predict(x[:256])  # warm-up: graph tracing, thread pools, allocator
-        # One-off per scorer (an actor does it once per sweep): the real side of FID.
+        # One-off per scorer (an actor does it once per sweep): the real side of every score.
         for n_ in ns:
             one_off[f"{kind}_reference_stats_{n_}_s"] = timed(scorers[kind].reference_stats, n_)[1]
     rows = []
@@ -153,8 +164,7 @@ def main(argv=None) -> int:
                   f"IS+FID {s['bare'] + s['is'] + s['fid']:.2f}s, full {row['full']:.2f}s "
                   f"({n / row['full']:.0f} img/s) -> overhead full "
                   f"{100 * (row['full'] / s['bare'] - 1):+.1f}%; metrics "
-                  + ", ".join(f"{m} {s[m]:.3f}s" for m in ("is", "fid", "fid_direct", "kid",
-                                                          "mmd", "nn1", "coverage")), flush=True)
+                  + ", ".join(f"{m} {s[m]:.3f}s" for m in METRICS), flush=True)
     summary = summarise(list(scorers), rows, n)
     print("one-off per scorer, not in the timed repeats: " + ", ".join(
         f"{k} {v:.2f}s" for k, v in one_off.items()), flush=True)

@@ -129,8 +129,9 @@ class Scorer:
         return self._probs[idx].copy(), self._feats[idx].copy()
 
     def reference_stats(self, n: int):
-        """The FID side of the first ``n`` real reference images, computed once per ``n``
-        (an actor serves many trials against the same reference)."""
+        """The real side of every score against the first ``n`` real reference images
+        (``scorers.reference``), computed once per ``n``: an actor serves many trials
+        against the same reference."""
         if n not in self._reference_stats:
             from scorers.reference import reference_stats
 

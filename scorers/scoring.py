@@ -1,4 +1,5 @@
-"""Scores of a sample set under one scorer: a pure composition of ``scorers.metrics``.
+"""Scores of a sample set under one scorer: a pure composition of ``scorers.metrics`` and
+``scorers.reference`` (KID, MMD and 1-NN as defined in ``scorers.two_sample``).
 
 Keys are flat, so they go straight into Ray Tune results and MLflow metrics. For a
 scorer of kind K (prefix P = ``is`` for inception, ``ts`` for vit, the paper's Inception
@@ -12,7 +13,8 @@ else the number)::
     nn1_K_L_acc, nn1_K_L_real, nn1_K_L_fake  1-NN two-sample accuracy } reference half,
     coverage_K_L, class_entropy_K_L        predicted-class coverage  } in K's features
 
-The real-data ceiling (``ceiling``) is the same dictionary for the first n images of the
+MMD's Gaussian bandwidth is the median pairwise distance of the reference images (one
+kernel for every trial of a sweep). The real-data ceiling (``ceiling``) is the same dictionary for the first n images of the
 real *ceiling* half, which never overlaps the reference half (``scorers.realsplit``).
 """
 from __future__ import annotations
@@ -24,15 +26,13 @@ import numpy as np
 from scorers import metrics
 from scorers.images import as_unit_float
 from scorers.realsplit import HALF
-from scorers.reference import frechet_distance_to_reference
+from scorers.reference import frechet_distance_to_reference, two_sample_to_reference
 from scorers.spec import N_CLASSES, n_label
 
 log = logging.getLogger(__name__)
 
 PREFIX = {"inception": "is", "vit": "ts"}
 IS_SPLITS = 10
-KID_SUBSETS = 100
-KID_SUBSET_SIZE = 1000
 
 
 def check_ns(ns) -> tuple[int, ...]:
@@ -52,13 +52,12 @@ def check_ns(ns) -> tuple[int, ...]:
 
 
 def score_predictions(kind: str, probs: np.ndarray, feats: np.ndarray, reference,
-                      ns, fid_reference=None) -> dict[str, float]:
+                      ns) -> dict[str, float]:
     """The score dictionary from already computed predictions.
 
-    ``reference(n) -> (probs, feats)`` gives the first n real reference images'
-    predictions; ``probs``/``feats`` hold at least max(ns) sample rows, in sample order.
-    ``fid_reference(n) -> ReferenceStats`` (optional) gives the same images' precomputed FID
-    side (``scorers.reference``), so a long-lived scorer does the real half of FID once.
+    ``reference(n) -> ReferenceStats`` gives the real side of every score for the first n
+    real reference images (``scorers.reference``; a long-lived scorer computes it once per
+    n). ``probs``/``feats`` hold at least max(ns) sample rows, in sample order.
     """
     p = PREFIX[kind]
     out: dict[str, float] = {}
@@ -68,22 +67,14 @@ def score_predictions(kind: str, probs: np.ndarray, feats: np.ndarray, reference
                              f"least {n} images")
         lab = n_label(n)
         fake_p, fake_f = probs[:n], feats[:n]
-        _, real_f = reference(n)
+        ref = reference(n)
         out[f"{p}_{lab}_mean"], out[f"{p}_{lab}_std"] = metrics.inception_score(fake_p, IS_SPLITS)
-        out[f"fid_{kind}_{lab}"] = (
-            frechet_distance_to_reference(fid_reference(n), fake_f) if fid_reference
-            else metrics.frechet_distance(real_f, fake_f))
-        # With n <= subset size every KID round draws all n rows of both sets, i.e. the same
-        # pairs in another order: one round gives the same value as 100 at 1/100 the cost.
-        subsets = 1 if n <= KID_SUBSET_SIZE else KID_SUBSETS
-        kid, kid_std = metrics.kernel_inception_distance(real_f, fake_f, subsets=subsets,
-                                                         subset_size=KID_SUBSET_SIZE, seed=0)
-        out[f"kid_{kind}_{lab}_mean"], out[f"kid_{kind}_{lab}_std"] = kid, kid_std
-        out[f"mmd_{kind}_{lab}"] = metrics.kernel_mmd(real_f, fake_f)
-        nn1 = metrics.nn1_accuracy(real_f, fake_f)
-        out[f"nn1_{kind}_{lab}_acc"] = nn1["accuracy"]
-        out[f"nn1_{kind}_{lab}_real"] = nn1["real_accuracy"]
-        out[f"nn1_{kind}_{lab}_fake"] = nn1["fake_accuracy"]
+        out[f"fid_{kind}_{lab}"] = frechet_distance_to_reference(ref, fake_f)
+        two = two_sample_to_reference(ref, fake_f)
+        out[f"kid_{kind}_{lab}_mean"], out[f"kid_{kind}_{lab}_std"] = two["kid_mean"], two["kid_std"]
+        out[f"mmd_{kind}_{lab}"] = two["mmd"]
+        for key in ("acc", "real", "fake"):
+            out[f"nn1_{kind}_{lab}_{key}"] = two[f"nn1_{key}"]
         cov = metrics.class_coverage(fake_p, n_classes=N_CLASSES)
         out[f"coverage_{kind}_{lab}"] = cov["coverage"]
         out[f"class_entropy_{kind}_{lab}"] = cov["class_entropy"]
@@ -103,13 +94,11 @@ def score_images(scorer, images, ns=(1000, 5000), dataset: str | None = None) ->
         raise ValueError(f"{len(x)} images given but n={max(ns)} requested; expected at least "
                          f"{max(ns)} images")
     probs, feats = scorer.predict(x[:max(ns)])
-    return score_predictions(scorer.kind, probs, feats, lambda n: scorer.real("reference", n), ns,
-                             fid_reference=scorer.reference_stats)
+    return score_predictions(scorer.kind, probs, feats, scorer.reference_stats, ns)
 
 
 def ceiling(scorer, ns=(1000, 5000)) -> dict[str, float]:
     """The real-data ceiling: the same scores for the first n images of the real ceiling half."""
     ns = check_ns(ns)
     probs, feats = scorer.real("ceiling", max(ns))
-    return score_predictions(scorer.kind, probs, feats, lambda n: scorer.real("reference", n), ns,
-                             fid_reference=scorer.reference_stats)
+    return score_predictions(scorer.kind, probs, feats, scorer.reference_stats, ns)

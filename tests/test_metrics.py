@@ -8,17 +8,17 @@ import pytest
 from scipy import linalg
 from scipy.spatial.distance import pdist
 
+import scorers.arrays as arrays
 import scorers.metrics as metrics
+import scorers.two_sample as two_sample
 from scorers.metrics import (
     class_coverage,
     frechet_distance,
     frechet_distance_from_stats,
     gaussian_stats,
     inception_score,
-    kernel_inception_distance,
-    kernel_mmd,
-    nn1_accuracy,
 )
+from scorers.two_sample import kernel_inception_distance, kernel_mmd, nn1_accuracy
 
 
 # ---------------------------------------------------------------- Inception Score
@@ -252,7 +252,7 @@ def _kid_reference(a, b, subsets, size, degree=3, gamma=None, coef0=1.0, seed=0)
 @pytest.mark.parametrize("n, m, size, gram", [(80, 60, 25, True), (80, 60, 25, False),
                                               (40, 90, 40, True), (30, 30, 50, False)])
 def test_kid_matches_per_subset_reference(monkeypatch, n, m, size, gram):
-    monkeypatch.setattr(metrics, "_kid_use_gram", lambda *args: gram)
+    monkeypatch.setattr(two_sample, "kid_use_gram", lambda *args: gram)
     rng = np.random.default_rng(n + m + size)
     a, b = rng.normal(size=(n, 16)), rng.normal(0.2, 1.1, size=(m, 16))
     for kw in ({}, {"degree": 2, "gamma": 0.05, "coef0": 0.5}, {"degree": 1.5, "coef0": 2.0}):
@@ -263,9 +263,9 @@ def test_kid_matches_per_subset_reference(monkeypatch, n, m, size, gram):
 
 
 def test_kid_full_kernel_matrices_only_when_cheaper():
-    assert metrics._kid_use_gram(5000, 5000, 1000, 100)
-    assert not metrics._kid_use_gram(5000, 5000, 1000, 1)
-    assert not metrics._kid_use_gram(10 ** 5, 10 ** 5, 10 ** 4, 100)  # too big to hold
+    assert two_sample.kid_use_gram(5000, 5000, 1000, 100)
+    assert not two_sample.kid_use_gram(5000, 5000, 1000, 1)
+    assert not two_sample.kid_use_gram(10 ** 5, 10 ** 5, 10 ** 4, 100)  # too big to hold
 
 
 # ---------------------------------------------------------------- kernel MMD
@@ -328,7 +328,7 @@ def test_nn1_matches_brute_force_with_exact_ties(monkeypatch, block):
     d = ((z[:, None] - z[None]) ** 2).sum(axis=-1)
     np.fill_diagonal(d, np.inf)
     correct = is_real[np.argmin(d, axis=1)] == is_real  # argmin: ties go to the lowest index
-    monkeypatch.setattr(metrics, "_BLOCK_ELEMS", block)
+    monkeypatch.setattr(arrays, "BLOCK_ELEMS", block)
     assert nn1_accuracy(real, fake) == {"accuracy": correct.mean(),
                                         "real_accuracy": correct[is_real].mean(),
                                         "fake_accuracy": correct[~is_real].mean()}
@@ -389,30 +389,7 @@ def test_blocked_distance_paths_match_unblocked(monkeypatch):
     real, fake = rng.normal(size=(37, 3)), rng.normal(0.3, 1.0, size=(29, 3))
     kid = (real, fake, 20, 10)  # 20 subsets of 10: from full kernel matrices
     whole = (kernel_mmd(real, fake), nn1_accuracy(real, fake), kernel_inception_distance(*kid))
-    monkeypatch.setattr(metrics, "_BLOCK_ELEMS", 50)  # forces row blocks of 1-2 rows
+    monkeypatch.setattr(arrays, "BLOCK_ELEMS", 50)  # forces row blocks of 1-2 rows
     assert kernel_mmd(real, fake) == pytest.approx(whole[0], rel=1e-12)
     assert nn1_accuracy(real, fake) == whole[1]
     assert kernel_inception_distance(*kid) == pytest.approx(whole[2], rel=1e-12)
-
-
-@pytest.mark.parametrize("n_real, n_fake, dim, singular", [
-    (400, 300, 16, False),   # more rows than features: the Cholesky-factor path
-    (30, 20, 64, False),     # fewer rows than features: the Gram (singular values) path
-    (40, 300, 16, False),    # real side short: Gram path although the fake side is not
-    (400, 300, 16, True),    # rank-deficient real covariance: falls back to the definition
-])
-def test_fid_against_precomputed_reference_equals_the_definition(n_real, n_fake, dim, singular):
-    from scorers.reference import frechet_distance_to_reference, reference_stats
-
-    rng = np.random.default_rng(7)
-    real = rng.normal(size=(n_real, dim)) @ rng.normal(size=(dim, dim))
-    if singular:
-        real[:, -1] = real[:, 0]  # a repeated feature: the covariance has rank dim - 1
-    fake = rng.normal(0.3, 1.2, size=(n_fake, dim)) @ rng.normal(size=(dim, dim))
-    ref = reference_stats(real)
-    assert (ref.factor is None) == (singular or n_real <= dim)
-    for sample in (fake, real[: min(n_fake, n_real)]):
-        want = metrics.frechet_distance(real, sample)
-        assert frechet_distance_to_reference(ref, sample) == pytest.approx(want, rel=1e-7, abs=1e-7)
-    with pytest.raises(ValueError, match="features of the same scorer"):
-        frechet_distance_to_reference(ref, fake[:, :-1])

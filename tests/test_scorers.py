@@ -29,7 +29,8 @@ def run_cli(*args, env=None, timeout=300):
 def test_importing_scorers_pulls_in_no_heavy_framework():
     code = ("import sys, scorers, scorers.store, scorers.actor, scorers.scoring, scorers.scorer, "
             "scorers.spec, scorers.images, scorers.inception, scorers.vit, scorers.training, "
-            "scorers.realsplit, scorers.cli, scorers.finetune, scorers.score, scorers.metrics\n"
+            "scorers.realsplit, scorers.cli, scorers.finetune, scorers.score, scorers.metrics, "
+            "scorers.arrays, scorers.two_sample, scorers.reference\n"
             "heavy = ('tensorflow', 'keras', 'transformers', 'ray', 'mlflow', 'optuna', 'torch')\n"
             "print(sorted(m for m in heavy if m in sys.modules))")
     out = run_cli("-c", code)
