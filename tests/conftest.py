@@ -33,3 +33,16 @@ def _gensweep_env(tmp_path_factory):
 @pytest.fixture
 def data_dir() -> Path:
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def smoke_scorers():
+    """The smoke preset's scorers, fine-tuned once into the session cache that every sweep
+    subprocess of this session reuses (the same spec ``prepare_scorers`` asks for)."""
+    from scorers.store import ensure_scorer
+    from sweeps.presets import PRESETS
+
+    preset = PRESETS["smoke"]
+    return {kind: ensure_scorer("mnist", kind, epochs=spec.epochs, subset=spec.subset,
+                                eval_subset=spec.eval_subset, progress=False)
+            for kind, spec in (("inception", preset.inception), ("vit", preset.vit))}
