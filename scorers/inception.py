@@ -199,7 +199,12 @@ def load(folder: Path):
     if not path.is_file():
         raise ValueError(f"{folder}: missing {WEIGHTS_FILE}; not an inception scorer folder")
     model = build("scratch")
-    model.load_weights(str(path))
+    try:
+        model.load_weights(str(path))
+    except (OSError, ValueError) as exc:  # not HDF5, truncated, or other layers' weights
+        raise ValueError(f"{folder}: {WEIGHTS_FILE} cannot be loaded as this scorer's weights "
+                         f"({type(exc).__name__}: {exc}); the folder is damaged or was not "
+                         "written by gensweep: delete it to fine-tune again") from exc
     return model
 
 

@@ -221,8 +221,15 @@ def load(folder: Path):
     target = Path(folder) / MODEL_DIR
     if not (target / "model.safetensors").is_file():
         raise ValueError(f"{folder}: missing {MODEL_DIR}/model.safetensors; not a vit scorer folder")
-    model = ViTForImageClassification.from_pretrained(str(target), use_safetensors=True,
-                                                      local_files_only=True)
+    from safetensors import SafetensorError
+
+    try:
+        model = ViTForImageClassification.from_pretrained(str(target), use_safetensors=True,
+                                                          local_files_only=True)
+    except (OSError, ValueError, SafetensorError) as exc:  # not safetensors, truncated, ...
+        raise ValueError(f"{folder}: {MODEL_DIR}/ cannot be loaded as this scorer's model "
+                         f"({type(exc).__name__}: {exc}); the folder is damaged or was not "
+                         "written by gensweep: delete it to fine-tune again") from exc
     return model.to(device()).eval()
 
 

@@ -180,17 +180,17 @@ def test_crafted_pickles_in_a_scorer_folder_are_refused(tmp_path, smoke_scorers)
     payload = pickle.dumps({"w": _Evil(marker)})  # and a pickled torch file beside it
     (folder / "model" / "model.safetensors").write_bytes(payload)
     (folder / "model" / "pytorch_model.bin").write_bytes(payload)
-    cases.append((folder, marker, ""))
+    cases.append((folder, marker, "model/ cannot be loaded as this scorer's model"))
     folder, marker = tampered("vit", "bin-only")  # only the pickled weights
     (folder / "model" / "model.safetensors").unlink()
     (folder / "model" / "pytorch_model.bin").write_bytes(pickle.dumps({"w": _Evil(marker)}))
     cases.append((folder, marker, "model.safetensors"))
     folder, marker = tampered("inception", "h5")
     (folder / "model.weights.h5").write_bytes(pickle.dumps({"w": _Evil(marker)}))
-    cases.append((folder, marker, ""))
+    cases.append((folder, marker, "model.weights.h5 cannot be loaded as this scorer's weights"))
 
     for folder, marker, needle in cases:
-        with pytest.raises(Exception, match=needle) as err:
+        with pytest.raises(ValueError, match=needle) as err:
             load_scorer(folder)
         assert not marker.exists(), (folder, err.value)
     assert load_scorer(smoke_scorers["vit"]).scorer_id  # the untouched folder still loads
