@@ -215,7 +215,8 @@ def _kid_sample_terms(ix: np.ndarray, iy: np.ndarray, k_ab: np.ndarray,
 
     A block sum over rows I and columns J is u_I^T K u_J with indicator vectors u, so all
     rounds' sums come from two matrix products (rounds x n times n x m) instead of gathering
-    every round's size x size blocks, about 20 times less time at n = 5000.
+    every round's size x size blocks: 0.16-0.18 s instead of 0.92 s for 100 rounds of 1000
+    at n = m = 5000 on the 2-core dev VM (2026-11-24).
     """
     rounds, size = iy.shape
     rows = np.arange(rounds)[:, None]
