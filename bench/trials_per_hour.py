@@ -117,13 +117,13 @@ def run_share(args, share: float, folder: Path) -> dict:
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
     print(f"share {share}: {' '.join(cmd[1:])}", flush=True)
+    log_path = folder.parent / f"{folder.name}.log"  # not with_suffix: "share-0.5" has a dot
     t0 = time.time()
-    with UtilisationSampler(args.resource) as sampler, open(folder.with_suffix(".log"), "w") as fh:
+    with UtilisationSampler(args.resource) as sampler, open(log_path, "w") as fh:
         proc = subprocess.run(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
     wall = time.time() - t0
     if proc.returncode != 0:
-        raise RuntimeError(f"sweep with share {share} exited {proc.returncode}; see "
-                           f"{folder.with_suffix('.log')}")
+        raise RuntimeError(f"sweep with share {share} exited {proc.returncode}; see {log_path}")
     n, start, end = trial_window(folder / "results.csv")
     row = {"share": share, "trials": n, "window_s": end - start, "sweep_wall_s": wall,
            "trials_per_hour": 3600.0 * n / (end - start), **sampler.summary(start, end)}
@@ -156,6 +156,10 @@ def main(argv=None) -> int:
         shares = []
     if not shares or any(not 0 < s <= 1 for s in shares):
         print(f"error: --shares {args.shares!r}: expected numbers in (0, 1], e.g. 1,0.5,0.25",
+              file=sys.stderr)
+        return 2
+    if args.trials < 1 or args.epochs < 1:
+        print(f"error: --trials {args.trials} and --epochs {args.epochs} must be at least 1",
               file=sys.stderr)
         return 2
     if args.resource == "gpu" and shutil.which("nvidia-smi") is None:

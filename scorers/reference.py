@@ -80,6 +80,22 @@ def _covariance_factor(centred: np.ndarray) -> np.ndarray | None:
     return factor
 
 
+def _within_set_pass(gram: np.ndarray, sq: np.ndarray, sigma: float, dim: int):
+    """One pass over the inner products ``gram`` (n x n) of a set with itself (row norms
+    ``sq``, features of dimension ``dim``): each point's squared distance to its nearest other point, and the sum of the
+    Gaussian kernel at ``sigma`` over pairs i != j. Turns ``gram`` into KID's polynomial
+    kernel matrix in place, block by block, once its distances are read."""
+    n = gram.shape[0]
+    nearest, kernel_sum = np.empty(n), 0.0
+    for lo, hi in row_blocks(n, n):
+        dist = sq_dists_from_gram(gram[lo:hi], sq[lo:hi], sq)
+        dist[np.arange(hi - lo), np.arange(lo, hi)] = np.inf  # pairs i != j only
+        nearest[lo:hi] = dist.min(axis=1)
+        kernel_sum += np.exp(-dist / (2.0 * sigma * sigma)).sum()
+        two_sample.poly_kernel_inplace(gram[lo:hi], 1.0 / dim, KID_COEF0, KID_DEGREE)
+    return nearest, kernel_sum
+
+
 def _kid_rounds(n: int, gram: np.ndarray):
     """The rounds ``kernel_inception_distance(real, sample)`` draws for n samples (same
     generator calls), with the real-real term of each from the real kernel matrix."""
@@ -106,15 +122,8 @@ def reference_stats(real_feats) -> ReferenceStats:
         raise ValueError("reference features: median pairwise distance is 0 (mostly duplicate "
                          "points); the reference set must hold distinct images")
     x_sq = sq_norms(x)
-    gram = x @ x.T  # one syrk; turned into KID's kernel block by block below
-    nn = np.empty(n)
-    xx_sum = 0.0
-    for lo, hi in row_blocks(n, n):
-        dist = sq_dists_from_gram(gram[lo:hi], x_sq[lo:hi], x_sq)
-        dist[np.arange(hi - lo), np.arange(lo, hi)] = np.inf  # pairs i != j only
-        nn[lo:hi] = dist.min(axis=1)
-        xx_sum += np.exp(-dist / (2.0 * sigma * sigma)).sum()
-        two_sample.poly_kernel_inplace(gram[lo:hi], 1.0 / d, KID_COEF0, KID_DEGREE)
+    gram = x @ x.T  # one syrk; becomes KID's kernel matrix in _within_set_pass
+    nn, xx_sum = _within_set_pass(gram, x_sq, sigma, d)
     kid_ix, kid_iy, kid_xx = _kid_rounds(n, gram)
     return ReferenceStats(feats=x, mu=mu, centred=centred,
                           trace=float(np.einsum("ij,ij->", centred, centred)),
@@ -176,22 +185,17 @@ def two_sample_to_reference(ref: ReferenceStats, fake_feats) -> dict[str, float]
     if n * m + m * m > two_sample.KID_GRAM_MAX_ELEMS:
         return _by_definition(ref, b)
     b_sq = sq_norms(b)
-    two_sigma2 = 2.0 * ref.mmd_sigma ** 2
+    two_sigma2 = 2.0 * ref.mmd_sigma * ref.mmd_sigma
     g_ab, g_bb = a @ b.T, b @ b.T  # the only O(n m D) work; turned into KID kernels in place
-    xy_sum, yy_sum = 0.0, 0.0
-    real_to_fake, fake_to_real, fake_to_fake = np.empty(n), np.full(m, np.inf), np.empty(m)
+    xy_sum = 0.0
+    real_to_fake, fake_to_real = np.empty(n), np.full(m, np.inf)
     for lo, hi in row_blocks(n, m):
         dist = sq_dists_from_gram(g_ab[lo:hi], ref.sq_norms[lo:hi], b_sq)
         real_to_fake[lo:hi] = dist.min(axis=1)
         np.minimum(fake_to_real, dist.min(axis=0), out=fake_to_real)
         xy_sum += np.exp(-dist / two_sigma2).sum()
         two_sample.poly_kernel_inplace(g_ab[lo:hi], 1.0 / d, KID_COEF0, KID_DEGREE)
-    for lo, hi in row_blocks(m, m):
-        dist = sq_dists_from_gram(g_bb[lo:hi], b_sq[lo:hi], b_sq)
-        dist[np.arange(hi - lo), np.arange(lo, hi)] = np.inf  # pairs i != j only
-        fake_to_fake[lo:hi] = dist.min(axis=1)
-        yy_sum += np.exp(-dist / two_sigma2).sum()
-        two_sample.poly_kernel_inplace(g_bb[lo:hi], 1.0 / d, KID_COEF0, KID_DEGREE)
+    fake_to_fake, yy_sum = _within_set_pass(g_bb, b_sq, ref.mmd_sigma, d)
     # 1-NN ties go to the lower pooled index, and real rows come first: a tie is "real"
     real_ok = ref.nn_sq_dist <= real_to_fake
     fake_ok = fake_to_fake < fake_to_real

@@ -66,7 +66,8 @@ def score_predictions(kind: str, probs: np.ndarray, feats: np.ndarray, reference
             raise ValueError(f"{len(probs)} samples given but n={n} requested; expected at "
                              f"least {n} images")
         lab = n_label(n)
-        fake_p, fake_f = probs[:n], feats[:n]
+        # float64 once here: FID and the two-sample scores would each convert the features
+        fake_p, fake_f = probs[:n], np.asarray(feats[:n], dtype=np.float64)
         ref = reference(n)
         out[f"{p}_{lab}_mean"], out[f"{p}_{lab}_std"] = metrics.inception_score(fake_p, IS_SPLITS)
         out[f"fid_{kind}_{lab}"] = frechet_distance_to_reference(ref, fake_f)
