@@ -91,7 +91,16 @@ def start_scorer_actor(scorer_dir, name: str, *, num_cpus: float = 1, num_gpus: 
     handle = ray.remote(ScorerActor).options(**options).remote(
         str(folder), expected_dataset, None if data_dir is None else str(data_dir))
     if verify:
-        served = ray.get(handle.ping.remote())["folder"]
+        try:
+            served = ray.get(handle.ping.remote())["folder"]
+        except ray.exceptions.RayActorError as exc:
+            if not getattr(exc, "actor_init_failed", False):
+                raise
+            ray.kill(handle)  # max_restarts=-1 would otherwise reload it forever
+            # Ray's text is the actor's traceback; its last line is the scorer's own error.
+            lines = [l.strip() for l in (exc.error_msg or "").splitlines() if l.strip()]
+            raise ValueError(f"scorer actor {name!r} could not load {folder}: "
+                             f"{lines[-1] if lines else exc}") from exc
         if served != str(folder):
             raise ValueError(f"actor {name!r} (namespace {namespace!r}) already serves {served}, "
                              f"not {folder}; choose another name")

@@ -142,8 +142,8 @@ def main(argv=None) -> int:
                         kind, args.dataset, kind)
         folder = dirs.get(kind) or ensure_scorer(args.dataset, kind, data_dir=args.data_dir,
                                                  cache_root=args.cache_root)
-        scorer = load_scorer(folder, data_dir=args.data_dir)
         try:
+            scorer = load_scorer(folder, data_dir=args.data_dir)
             scores = (ceiling(scorer, ns) if images is None
                       else score_images(scorer, images, ns, dataset=args.dataset))
         except ValueError as exc:

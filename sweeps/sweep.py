@@ -100,10 +100,13 @@ def start_actors(settings: SweepSettings, scorer_dirs: dict) -> dict:
     cpus = actor_cpus(settings.scorer_cpus)
     handles = {}
     for kind, name in settings.actor_names().items():
-        handles[kind] = start_scorer_actor(
-            str(scorer_dirs[kind]), name, num_cpus=cpus,
-            num_gpus=settings.scorer_gpus, namespace=NAMESPACE, scheduling_strategy=here,
-            expected_dataset=settings.dataset)
+        try:
+            handles[kind] = start_scorer_actor(
+                str(scorer_dirs[kind]), name, num_cpus=cpus,
+                num_gpus=settings.scorer_gpus, namespace=NAMESPACE, scheduling_strategy=here,
+                expected_dataset=settings.dataset)
+        except ValueError as exc:  # an unloadable or mismatched scorer folder
+            raise SweepError(str(exc)) from exc
     infos = ray.get([h.info.remote() for h in handles.values()])
     return {"handles": handles, "info": dict(zip(handles, infos))}
 

@@ -89,6 +89,22 @@ def test_name_clash_and_wrong_dataset_are_refused(ray_local, vit_dir, tmp_path):
     ray_local.kill(handle)
 
 
+def test_damaged_scorer_folder_is_refused_with_the_scorers_own_error(ray_local, vit_dir,
+                                                                    tmp_path):
+    import shutil
+
+    import ray
+
+    damaged = tmp_path / "vit-damaged"
+    shutil.copytree(vit_dir, damaged)
+    (damaged / "model" / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ValueError, match=r"could not load .*vit-damaged: ValueError: .*"
+                                         r"delete it to fine-tune again"):
+        start_scorer_actor(damaged, "vit-damaged", namespace=NS)
+    with pytest.raises(ValueError):  # killed, not restarting forever in the background
+        ray.get_actor("vit-damaged", namespace=NS)
+
+
 def test_actor_scores_like_the_library_and_reports_bad_input(ray_local, vit_dir, samples):
     ray = ray_local
     handle = start_scorer_actor(vit_dir, "vit-inputs", namespace=NS, expected_dataset="mnist")
