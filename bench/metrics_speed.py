@@ -24,15 +24,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 from scipy import linalg
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import scorers.metrics as metrics  # noqa: E402
 import scorers.two_sample as two_sample  # noqa: E402
 

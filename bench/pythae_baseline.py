@@ -7,14 +7,11 @@ measures what its ``DataLoader`` costs per batch next to our tensor slicing.
 """
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from step_clock import StepClock, now  # noqa: E402
 

@@ -31,9 +31,7 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 log = logging.getLogger(__name__)
 KINDS = ("inception", "vit")

@@ -43,7 +43,6 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 log = logging.getLogger(__name__)
 KINDS = ("inception", "vit")

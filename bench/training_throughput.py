@@ -12,7 +12,7 @@ adjacent runs is what this benchmark is for.
 
 RNG matching: pythae's ``DataLoader`` draws two int64 from the global torch RNG per epoch
 (the iterator's base seed, then the ``RandomSampler``'s seed). The harness makes the same
-two draws and hands ``train_epoch`` a generator seeded with the second, so both sides see the
+two draws and hands ``train_steps`` the permutation of a generator seeded with the second, so both sides see the
 same batches and the same reparametrisation noise: the final losses must then agree to float
 precision, which shows the two loops do the same computation.
 
@@ -40,16 +40,14 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TQDM_DISABLE", "1")  # pythae's progress bar: console noise only
 
 import torch  # noqa: E402
 
 from trainables.config import ARCHS, MODELS, TrainConfig  # noqa: E402
-from trainables.loop import make_optimizers, train_epoch  # noqa: E402
+from trainables.loop import batches_per_epoch, make_optimizers, train_steps  # noqa: E402
 from trainables.networks import build_model  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pythae_baseline import batch_assembly_ms, run_pythae  # noqa: E402
 from step_clock import StepClock  # noqa: E402
 
@@ -94,7 +92,10 @@ def run_ours(model, cfg: TrainConfig, data: torch.Tensor, seed: int) -> dict:
     for epoch in range(1, cfg.epochs + 1):
         generator = _dataloader_epoch_generator()
         clock.epoch_begin()
-        losses = train_epoch(model, cfg.model, optimizers, data, cfg.batch_size, generator, epoch)
+        per_epoch = batches_per_epoch(len(data), cfg.batch_size)
+        losses, _ = train_steps(model, cfg.model, optimizers, data, cfg.batch_size, seed,
+                                (epoch - 1) * per_epoch, per_epoch,
+                                order=lambda e: torch.randperm(len(data), generator=generator))
         clock.epoch_end()
     return {**clock.totals, "e2e_s": time.perf_counter() - t0, "loss": losses["loss"],
             "losses": losses}
@@ -107,8 +108,8 @@ def warm_up(cfg: TrainConfig, data: torch.Tensor) -> None:
     model = fresh_model(cfg, 12345)
     rest = len(data) % cfg.batch_size
     n = min(len(data), cfg.batch_size + rest)
-    train_epoch(model, cfg.model, make_optimizers(model, cfg.model, cfg.lr),
-                data[:n], cfg.batch_size, torch.Generator().manual_seed(0), 1)
+    train_steps(model, cfg.model, make_optimizers(model, cfg.model, cfg.lr), data[:n],
+                cfg.batch_size, 0, 0, batches_per_epoch(n, cfg.batch_size))
 
 
 def bench_model(kind: str, args, data: torch.Tensor) -> dict:

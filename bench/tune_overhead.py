@@ -7,7 +7,7 @@ One process starts a local Ray (``ray.init(address="local", num_cpus=2)``) and t
 repeat, interleaved (bare first on even repeats, Tune first on odd ones):
 
 * bare: ``run_training(cfg, LocalReporter(tmp))`` in this driver process;
-* tune: ``tune.Tuner(train_vae | train_vaegan, param_space=cfg)`` with ``RunConfig(storage_path=
+* tune: ``tune.Tuner(trainables.trainable.train, param_space=cfg)`` with ``RunConfig(storage_path=
   tmp)``, the trainable reporting and checkpointing every epoch as in a sweep;
 * null: a trial that only imports what the real one imports (torch, pythae, trainables) and
   reports once: Tune's fixed per-trial cost (actor and worker process start, imports,
@@ -40,7 +40,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # Tune's rich console output ignores RunConfig(verbose=0) unless the legacy reporter is used.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
@@ -139,10 +138,9 @@ def _fit(trainable, config: dict, workdir: Path, cpus: float, name: str):
 
 def run_tune(config: dict, workdir: Path, cpus: float, name: str) -> dict:
     """The real trainable inside a Tune trial; epoch numbers as the trial reported them."""
-    from trainables.trainable import train_vae, train_vaegan
+    from trainables.trainable import train
 
-    trainable = train_vae if config["model"] == "vae" else train_vaegan
-    wall, result = _fit(trainable, config, workdir, cpus, name)
+    wall, result = _fit(train, config, workdir, cpus, name)
     df = result.metrics_dataframe
     rows = df[df["status"] == "training"].to_dict("records")
     if result.metrics.get("status") != "finished" or len(rows) != config["epochs"]:

@@ -25,6 +25,18 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_TASK_RETRIES = 3
 
 
+def placement() -> dict:
+    """This process's Ray node and assigned resources ({} outside a Ray worker)."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return {}
+    ctx = ray.get_runtime_context()
+    return {"node_id": ctx.get_node_id(), "resources": dict(ctx.get_assigned_resources()),
+            "gpu_ids": [str(i) for i in ctx.get_accelerator_ids().get("GPU", [])]}
+
+
 class ScorerActor:
     """Serves one scorer folder: ``score``, ``ceiling``, ``info``, ``ping``."""
 
@@ -49,8 +61,9 @@ class ScorerActor:
         return ceiling(self._scorer, ns)
 
     def info(self) -> dict:
-        """The scorer's metadata (kind, dataset, scorer_id, test_accuracy, ...) plus its folder."""
-        return {**self._scorer.metadata, "folder": self._folder}
+        """The scorer's metadata (kind, dataset, scorer_id, test_accuracy, ...), its folder,
+        and where it runs: Ray's node and assigned resources (as Ray reports them)."""
+        return {**self._scorer.metadata, "folder": self._folder, "placement": placement()}
 
     def ping(self) -> dict:
         """Cheap liveness check; the pid lets tests (and operators) find the process."""
@@ -106,14 +119,3 @@ def start_scorer_actor(scorer_dir, name: str, *, num_cpus: float = 1, num_gpus: 
                              f"not {folder}; choose another name")
     log.info("scorer actor %r serves %s scorer %s", name, meta["kind"], folder)
     return handle
-
-
-def get_scorer_actor(name: str, namespace: str | None = None):
-    """The handle of the running scorer actor ``name``; ValueError if there is none."""
-    import ray
-
-    try:
-        return ray.get_actor(name, namespace=namespace)
-    except ValueError as exc:
-        raise ValueError(f"no scorer actor named {name!r} in namespace {namespace!r}; start "
-                         f"one with start_scorer_actor()") from exc

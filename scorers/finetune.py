@@ -12,19 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from pathlib import Path
 
-if __name__ == "__main__":
-    # Run as a script, Python puts scorers/ first on sys.path, where our module names
-    # could shadow installed packages; the package is imported as ``scorers`` instead.
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
-
-from scorers.cli import ArgumentParser, fail, positive_int, setup_logging, unit_float  # noqa: E402
+from scorers.spec import KINDS, SCHEDULES
+from trainables.cli import ArgumentParser, fail, positive_int, setup_logging, unit_float
+from trainables.datasets import DATASETS
 
 log = logging.getLogger(__name__)
-DATASETS = ("mnist", "fashion-mnist")
-KINDS = ("inception", "vit")
 
 
 def parser() -> ArgumentParser:
@@ -40,6 +33,9 @@ def parser() -> ArgumentParser:
                    help="train on this many training images (stratified); default all 60,000")
     p.add_argument("--batch-size", type=positive_int, help="default 128")
     p.add_argument("--lr", type=unit_float, help="learning rate, default 1e-3")
+    p.add_argument("--schedule", choices=SCHEDULES,
+                   help="learning-rate schedule (default: constant for inception, as the paper; "
+                        "warmup-cosine for vit)")
     p.add_argument("--eval-subset", type=positive_int,
                    help="measure test accuracy on this many test images; default all 10,000")
     p.add_argument("--seed", type=int, default=0)
@@ -64,6 +60,7 @@ def main(argv=None) -> int:
         folder = ensure_scorer(
             args.dataset, args.scorer, init=args.init, epochs=args.epochs, subset=args.subset,
             batch_size=args.batch_size, lr=args.lr, eval_subset=args.eval_subset,
+            schedule=args.schedule,
             data_dir=args.data_dir, cache_root=args.cache_root, force=args.force,
             seed=args.seed, folder=args.out, progress=not args.no_progress)
     except ScorerInitError as exc:

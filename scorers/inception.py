@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from scorers.spec import N_CLASSES, init_error
+from trainables.device import gpu_share, ray_assignment
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ FEATURE_DIM = 2048
 PREDICT_BATCH = 256  # bounds memory for any N: one 256x75x75x3 batch at a time
 BN_RECAL_IMAGES = 2048
 BN_RECAL_BATCH = 128
+WARMUP_FRACTION = 0.05
 WEIGHTS_FILE = "model.weights.h5"
 ARCHITECTURE = {"base": "keras.applications.InceptionV3", "include_top": False,
                 "input_shape": [INPUT_SIZE, INPUT_SIZE, 3], "pooling": "avg",
@@ -59,12 +61,47 @@ def configure_tf():
             tf.config.threading.set_inter_op_parallelism_threads(int(threads))
         except RuntimeError:  # TF already running in this process: too late, keep its pools
             pass
-    for gpu in tf.config.list_physical_devices("GPU"):
+    gpus = tf.config.list_physical_devices("GPU")
+    share = gpu_share()
+    for gpu in gpus:
         try:
-            tf.config.experimental.set_memory_growth(gpu, True)
+            limit = gpu_memory_limit_mb(share)
+            if limit is None:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            else:  # a fractional Ray share: torch in the same process gets the rest
+                tf.config.set_logical_device_configuration(
+                    gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=limit)])
         except RuntimeError:  # already initialised by someone else in this process: keep theirs
             pass
+    if not gpus and ray_assignment().gpus > 0:
+        _log_cpu_fallback_once()
     return tf
+
+
+_FALLBACK_LOGGED = []
+
+
+def _log_cpu_fallback_once() -> None:
+    if not _FALLBACK_LOGGED:
+        _FALLBACK_LOGGED.append(True)
+        log.warning("Ray assigned a GPU share to this Inception scorer, but TensorFlow finds no "
+                    "GPU here (a logical GPU?); running on the CPU")
+
+
+def gpu_memory_limit_mb(share: float) -> int | None:
+    """TensorFlow's memory cap for a fractional GPU share (None: whole GPU, grow as needed),
+    from ``nvidia-smi``'s total for the first visible GPU."""
+    if share >= 1:
+        return None
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total",
+                              "--format=csv,noheader,nounits"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout.split()
+        return max(256, int(float(out[0]) * share))
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
 
 
 def check_init(init: str) -> None:
@@ -135,8 +172,21 @@ def recalibrate_batchnorm(model, x: np.ndarray, seed: int) -> int:
     return len(idx)
 
 
+def learning_rate(lr: float, schedule: str, total_steps: int):
+    """Adam's learning rate: ``lr`` throughout (the paper), or a linear warm-up over the first
+    ``WARMUP_FRACTION`` of ``total_steps`` to ``lr`` then cosine decay to 0."""
+    if schedule == "constant":
+        return lr
+    import keras
+
+    warmup = max(1, int(WARMUP_FRACTION * total_steps))
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(1, total_steps - warmup), warmup_target=lr, warmup_steps=warmup)
+
+
 def fit(model, images: np.ndarray, labels: np.ndarray, *, epochs: int, batch_size: int,
-        lr: float, seed: int, epoch_end, progress: bool = True) -> None:
+        lr: float, seed: int, epoch_end, progress: bool = True,
+        schedule: str = "constant") -> None:
     """Fine-tune ``model`` on (N, 28, 28) float [0, 1] ``images``; ``epoch_end(epoch, logs)``
     runs after each epoch (and after BN re-estimation) to evaluate."""
     configure_tf()
@@ -144,12 +194,13 @@ def fit(model, images: np.ndarray, labels: np.ndarray, *, epochs: int, batch_siz
     from tqdm.auto import tqdm
 
     keras.utils.set_random_seed(seed)
-    trainer = keras.Model(model.inputs, model.outputs[0])
-    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate=lr),
-                    loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     x = images[..., None].astype(np.float32, copy=False)
     y = labels.astype(np.int64)
     steps = -(-len(x) // batch_size)
+    trainer = keras.Model(model.inputs, model.outputs[0])
+    trainer.compile(optimizer=keras.optimizers.Adam(
+                        learning_rate=learning_rate(lr, schedule, epochs * steps)),
+                    loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
     class Bar(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):

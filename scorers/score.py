@@ -16,29 +16,23 @@ import logging
 import sys
 from pathlib import Path
 
-if __name__ == "__main__":
-    # Run as a script, Python puts scorers/ first on sys.path, where our module names
-    # could shadow installed packages; the package is imported as ``scorers`` instead.
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from scorers.cli import ArgumentParser, fail, setup_logging  # noqa: E402
+from scorers.spec import KINDS
+from trainables.cli import ArgumentParser, fail, setup_logging
+from trainables.datasets import DATASETS
 
 log = logging.getLogger(__name__)
 PROG = "score.py"
-KINDS = ("inception", "vit")
-COLUMNS = [("{p}_{n}_mean", "{P} mean"), ("{p}_{n}_std", "{P} std"), ("fid_{k}_{n}", "FID"),
-           ("kid_{k}_{n}_mean", "KID mean"), ("kid_{k}_{n}_std", "KID std"),
-           ("mmd_{k}_{n}", "MMD"), ("nn1_{k}_{n}_acc", "1-NN acc"),
-           ("nn1_{k}_{n}_real", "1-NN real"), ("nn1_{k}_{n}_fake", "1-NN fake"),
-           ("coverage_{k}_{n}", "coverage"), ("class_entropy_{k}_{n}", "class H")]
+COLUMNS = [("mean", "{P} mean"), ("std", "{P} std"), ("fid", "FID"), ("kid_mean", "KID mean"),
+           ("kid_std", "KID std"), ("mmd", "MMD"), ("nn1_acc", "1-NN acc"),
+           ("nn1_real", "1-NN real"), ("nn1_fake", "1-NN fake"), ("coverage", "coverage"),
+           ("class_entropy", "class H")]
 
 
 def parser() -> ArgumentParser:
     p = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
-    p.add_argument("--dataset", required=True, choices=("mnist", "fashion-mnist"))
+    p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--samples", required=True, help="FILE.npy | FILE.npz | real-test")
     p.add_argument("--scorers", help="comma-separated kinds (default: the kinds given with "
                                      "--scorer-dir, else inception,vit)")
@@ -82,13 +76,11 @@ def parse_scorer_dirs(items: list[str]) -> dict[str, Path]:
 
 
 def table(kind: str, scores: dict, ns) -> str:
-    from scorers.scoring import PREFIX
-    from scorers.spec import n_label
+    from scorers.keys import PREFIX, n_label, score_key
 
-    p = PREFIX[kind]
-    heads = ["n"] + [h.format(P=p.upper()) for _, h in COLUMNS]
-    rows = [[n_label(n)] + [f"{scores[key.format(p=p, k=kind, n=n_label(n))]:.4g}"
-                            for key, _ in COLUMNS] for n in ns]
+    heads = ["n"] + [h.format(P=PREFIX[kind].upper()) for _, h in COLUMNS]
+    rows = [[n_label(n)] + [f"{scores[score_key(kind, n, stat)]:.4g}" for stat, _ in COLUMNS]
+            for n in ns]
     widths = [max(len(r[i]) for r in [heads, *rows]) for i in range(len(heads))]
     return "\n".join("  " + "  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [heads, *rows])
 

@@ -111,10 +111,6 @@ class Scorer:
             self._test_images = ds.test.images
         return self._test_images
 
-    def real_images(self, part: str, n: int) -> np.ndarray:
-        """The first ``n`` real test images of ``part`` ('reference' or 'ceiling'), uint8."""
-        return self.test_images()[realsplit.indices(part, n)]
-
     def real(self, part: str, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities and features of the first ``n`` real test images of ``part``."""
         idx = realsplit.indices(part, n)

@@ -1,21 +1,15 @@
 """Scores of a sample set under one scorer: a pure composition of ``scorers.metrics`` and
 ``scorers.reference`` (KID, MMD and 1-NN as defined in ``scorers.two_sample``).
 
-Keys are flat, so they go straight into Ray Tune results and MLflow metrics. For a
-scorer of kind K (prefix P = ``is`` for inception, ``ts`` for vit, the paper's Inception
-and Transformer Scores) and each sample count n (label L: 1000 -> ``1k``, 5000 -> ``5k``,
-else the number)::
-
-    P_L_mean, P_L_std                      IS formula, 10 splits, the FIRST n samples
-    fid_K_L                                Frechet distance          } the first n samples
-    kid_K_L_mean, kid_K_L_std              kernel inception distance } against the first
-    mmd_K_L                                Gaussian-kernel MMD^2     } n images of the real
-    nn1_K_L_acc, nn1_K_L_real, nn1_K_L_fake  1-NN two-sample accuracy } reference half,
-    coverage_K_L, class_entropy_K_L        predicted-class coverage  } in K's features
+Keys are flat (``scorers.keys``), so they go straight into Ray Tune results and MLflow
+metrics. For each sample count n the first n samples are scored: the IS formula (10 splits)
+over the scorer's probabilities, and, in its features against the first n images of the real
+reference half, FID, KID, MMD and 1-NN, plus predicted-class coverage.
 
 MMD's Gaussian bandwidth is the median pairwise distance of the reference images (one
-kernel for every trial of a sweep). The real-data ceiling (``ceiling``) is the same dictionary for the first n images of the
-real *ceiling* half, which never overlaps the reference half (``scorers.realsplit``).
+kernel for every trial of a sweep). The real-data ceiling (``ceiling``) is the same
+dictionary for the first n images of the real *ceiling* half, which never overlaps the
+reference half (``scorers.realsplit``).
 """
 from __future__ import annotations
 
@@ -27,11 +21,11 @@ from scorers import metrics
 from scorers.images import as_unit_float
 from scorers.realsplit import HALF
 from scorers.reference import frechet_distance_to_reference, two_sample_to_reference
-from scorers.spec import N_CLASSES, n_label
+from scorers.keys import score_key
+from scorers.spec import N_CLASSES
 
 log = logging.getLogger(__name__)
 
-PREFIX = {"inception": "is", "vit": "ts"}
 IS_SPLITS = 10
 
 
@@ -59,26 +53,20 @@ def score_predictions(kind: str, probs: np.ndarray, feats: np.ndarray, reference
     real reference images (``scorers.reference``; a long-lived scorer computes it once per
     n). ``probs``/``feats`` hold at least max(ns) sample rows, in sample order.
     """
-    p = PREFIX[kind]
     out: dict[str, float] = {}
     for n in check_ns(ns):
         if len(probs) < n:
             raise ValueError(f"{len(probs)} samples given but n={n} requested; expected at "
                              f"least {n} images")
-        lab = n_label(n)
         # float64 once here: FID and the two-sample scores would each convert the features
         fake_p, fake_f = probs[:n], np.asarray(feats[:n], dtype=np.float64)
         ref = reference(n)
-        out[f"{p}_{lab}_mean"], out[f"{p}_{lab}_std"] = metrics.inception_score(fake_p, IS_SPLITS)
-        out[f"fid_{kind}_{lab}"] = frechet_distance_to_reference(ref, fake_f)
-        two = two_sample_to_reference(ref, fake_f)
-        out[f"kid_{kind}_{lab}_mean"], out[f"kid_{kind}_{lab}_std"] = two["kid_mean"], two["kid_std"]
-        out[f"mmd_{kind}_{lab}"] = two["mmd"]
-        for key in ("acc", "real", "fake"):
-            out[f"nn1_{kind}_{lab}_{key}"] = two[f"nn1_{key}"]
+        stats = dict(zip(("mean", "std"), metrics.inception_score(fake_p, IS_SPLITS)))
+        stats["fid"] = frechet_distance_to_reference(ref, fake_f)
+        stats.update(two_sample_to_reference(ref, fake_f))
         cov = metrics.class_coverage(fake_p, n_classes=N_CLASSES)
-        out[f"coverage_{kind}_{lab}"] = cov["coverage"]
-        out[f"class_entropy_{kind}_{lab}"] = cov["class_entropy"]
+        stats.update(coverage=cov["coverage"], class_entropy=cov["class_entropy"])
+        out.update({score_key(kind, n, stat): value for stat, value in stats.items()})
     return {k: float(v) for k, v in out.items()}
 
 

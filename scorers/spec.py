@@ -29,9 +29,12 @@ FORMAT_VERSION = 1
 # Inception: the paper's fine-tuning settings (section 4.2.3). ViT: same batch/epochs; lr 1e-3
 # with AdamW + warm-up/cosine is the usual from-scratch recipe for small ViTs (docs/scorers.md).
 DEFAULTS = {
-    "inception": {"epochs": 20, "batch_size": 128, "lr": 1e-3},
-    "vit": {"epochs": 20, "batch_size": 128, "lr": 1e-3},
+    "inception": {"epochs": 20, "batch_size": 128, "lr": 1e-3, "schedule": "constant"},
+    "vit": {"epochs": 20, "batch_size": 128, "lr": 1e-3, "schedule": "warmup-cosine"},
 }
+# Learning-rate schedules over the whole fine-tune: constant (the paper's Adam), or linear
+# warm-up over the first 5% of steps then cosine decay to 0 (what a short budget needs).
+SCHEDULES = ("constant", "warmup-cosine")
 INIT_HELP = {
     "inception": ("'scratch' (random init; works offline), 'imagenet' (Keras ImageNet weights, "
                   "downloaded once into ~/.keras/models; needs internet), or the path of a local "
@@ -74,6 +77,7 @@ class TrainSpec:
     lr: float | None = None
     eval_subset: int | None = None  # test images for accuracy + real features; None = 10,000
     seed: int = 0
+    schedule: str | None = None  # one of SCHEDULES; None = the kind's default
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -95,6 +99,9 @@ class TrainSpec:
             raise ValueError(f"lr must be a number in (0, 1); got {self.lr!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer; got {self.seed!r}")
+        if self.schedule is not None and self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got "
+                             f"{self.schedule!r}")
 
     def resolved(self) -> "TrainSpec":
         """The same spec with every default filled in (what the hash and metadata record)."""
@@ -105,7 +112,7 @@ class TrainSpec:
             batch_size=self.batch_size or d["batch_size"],
             lr=float(self.lr if self.lr is not None else d["lr"]),
             eval_subset=None if self.eval_subset in (None, TEST_SET_SIZE) else self.eval_subset,
-            seed=self.seed)
+            seed=self.seed, schedule=self.schedule or d["schedule"])
 
     @property
     def test_images(self) -> int:
@@ -114,6 +121,14 @@ class TrainSpec:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def hash_dict(self) -> dict:
+        """The resolved spec as hashed: a field added later is left out at its default, so
+        folders built before it existed keep their hash and stay in use."""
+        d = self.resolved().to_dict()
+        if d["schedule"] == DEFAULTS[self.kind]["schedule"]:
+            del d["schedule"]
+        return d
+
     @classmethod
     def from_dict(cls, values: dict) -> "TrainSpec":
         names = {f.name for f in fields(cls)}
@@ -121,7 +136,7 @@ class TrainSpec:
 
     def spec_hash(self, extra: dict | None = None) -> str:
         """Hex digest naming the cache folder; ``extra`` adds architecture facts of the kind."""
-        payload = {"format": FORMAT_VERSION, "spec": self.resolved().to_dict(),
+        payload = {"format": FORMAT_VERSION, "spec": self.hash_dict(),
                    "init_digest": init_digest(self.init), "extra": extra or {}}
         return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
 
@@ -162,11 +177,6 @@ def file_digest(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def n_label(n: int) -> str:
-    """Key label of a sample count: 1000 -> '1k', 5000 -> '5k', 1500 -> '1500'."""
-    return f"{n // 1000}k" if n % 1000 == 0 else str(n)
 
 
 def backend(kind: str):

@@ -101,7 +101,9 @@ def _lock(target: Path):
 
 
 def _move_into_place(tmp: Path, target: Path) -> None:
-    """Rename ``tmp`` to ``target``; an old ``target`` is moved aside first, then deleted."""
+    """Rename the finished ``tmp`` to ``target``, which must not exist as a folder then: an
+    old ``target`` (``force``, or a damaged folder) is first moved aside, then deleted.
+    Only the lock holder calls this, and no builder ever writes ``target`` itself."""
     old = None
     if target.exists():
         old = target.parent / f".old-{target.name}-{uuid.uuid4().hex[:8]}"
@@ -111,19 +113,38 @@ def _move_into_place(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def build_here(spec: TrainSpec, folder: Path, *, spec_hash: str, data_dir=None,
+               progress: bool = True) -> None:
+    """The default builder: fine-tune ``spec`` in this process into the new ``folder``."""
+    train_scorer(spec, folder, spec_hash=spec_hash, data_dir=data_dir, progress=progress)
+
+
 def ensure_scorer(dataset: str, kind: str, *, init: str = "scratch", epochs: int | None = None,
                   subset: int | None = None, batch_size: int | None = None,
-                  lr: float | None = None, eval_subset: int | None = None, data_dir=None,
-                  cache_root=None, force: bool = False, seed: int = 0, folder=None,
-                  progress: bool = True) -> Path:
-    """The folder of the scorer these settings describe, fine-tuning it only if needed.
-
-    ``folder`` puts the scorer at that exact path instead of the cache layout (the
-    CLI's ``--out``). ``force`` re-trains even if a matching folder exists. An init that
-    cannot be loaded raises ``ScorerInitError`` before any training.
-    """
+                  lr: float | None = None, eval_subset: int | None = None,
+                  schedule: str | None = None, seed: int = 0, **options) -> Path:
+    """:func:`ensure_spec` for the :class:`TrainSpec` these settings describe."""
     spec = TrainSpec(dataset, kind, init=init, epochs=epochs, subset=subset,
-                     batch_size=batch_size, lr=lr, eval_subset=eval_subset, seed=seed).resolved()
+                     batch_size=batch_size, lr=lr, eval_subset=eval_subset, schedule=schedule,
+                     seed=seed)
+    return ensure_spec(spec, **options)
+
+
+def ensure_spec(spec: TrainSpec, *, data_dir=None, cache_root=None, force: bool = False,
+                folder=None, progress: bool = True, builder=None) -> Path:
+    """The folder of the scorer ``spec`` describes, fine-tuning it only if needed.
+
+    The store owns the build: the lock that makes concurrent callers (other sweeps too)
+    build a spec once, the temporary folder the ``builder`` fills, and the atomic rename
+    into place. ``builder(spec, tmp, spec_hash=..., data_dir=..., progress=...)`` decides
+    only where the fine-tune runs: :func:`build_here` (default) or, for instance,
+    ``scorers.gpu_build.on_gpu_worker()``; it must write a complete folder at ``tmp``.
+    ``folder`` puts the scorer at that exact path instead of the cache layout (the CLI's
+    ``--out``). ``force`` re-trains even if a matching folder exists. An init that cannot
+    be loaded raises ``ScorerInitError`` before any training.
+    """
+    spec = spec.resolved()
+    kind = spec.kind
     backend(kind).check_init(spec.init)
     digest = spec_hash(spec)
     if folder is not None:
@@ -140,12 +161,16 @@ def ensure_scorer(dataset: str, kind: str, *, init: str = "scratch", epochs: int
             return target
         # Holding the lock, no live process is building this spec: leftovers are from
         # killed runs and go.
-        for stale in target.parent.glob(f".tmp-{target.name}-*"):
+        for stale in [*target.parent.glob(f".tmp-{target.name}-*"),
+                      *target.parent.glob(f".old-{target.name}-*")]:
             log.info("removing %s left by an interrupted fine-tune", stale)
             shutil.rmtree(stale, ignore_errors=True)
         tmp = target.parent / f".tmp-{target.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
-            train_scorer(spec, tmp, spec_hash=digest, data_dir=data_dir, progress=progress)
+            log.info("fine-tuning %s scorer for %s into %s", kind, spec.dataset, target)
+            (builder or build_here)(spec, tmp, spec_hash=digest, data_dir=data_dir,
+                                    progress=progress)
+            read_metadata(tmp)  # a builder that wrote half a folder fails here, not later
             _move_into_place(tmp, target)
         finally:
             if tmp.exists():

@@ -34,7 +34,7 @@ def scorer_id(folder: Path, weight_files: list[str], spec: TrainSpec) -> str:
     for name in sorted(weight_files):
         h.update(name.encode())
         h.update(file_digest(Path(folder) / name).encode())
-    h.update(canonical_json(spec.resolved().to_dict()).encode())
+    h.update(canonical_json(spec.hash_dict()).encode())
     return h.hexdigest()[:16]
 
 
@@ -76,7 +76,7 @@ def train_scorer(spec: TrainSpec, folder: Path, *, spec_hash: str, data_dir=None
 
     impl.fit(model, x_train, ds.train.labels, epochs=spec.epochs,
              batch_size=spec.batch_size, lr=spec.lr, seed=spec.seed, epoch_end=epoch_end,
-             progress=progress)
+             progress=progress, schedule=spec.schedule)
     train_seconds = time.time() - started
 
     weight_files = impl.save(model, folder)
@@ -95,6 +95,7 @@ def train_scorer(spec: TrainSpec, folder: Path, *, spec_hash: str, data_dir=None
         "architecture": impl.architecture(model),
         "preprocessing": dict(impl.PREPROCESSING),
         "training": {"epochs": spec.epochs, "batch_size": spec.batch_size, "lr": spec.lr,
+                     "schedule": spec.schedule,
                      "seed": spec.seed, "train_images": int(len(x_train)),
                      "subset": spec.subset, "history": history,
                      "seconds": round(train_seconds, 1)},

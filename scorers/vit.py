@@ -89,8 +89,11 @@ def _torch():
 
 
 def device():
-    torch = _torch()
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The device Ray assigned (a logical GPU falls back to the CPU with one log line)."""
+    _torch()
+    from trainables.device import pick_device
+
+    return pick_device("auto")
 
 
 def build(init: str = "scratch", seed: int = 0):
@@ -139,7 +142,8 @@ def _forward(model, pixels):
 
 
 def fit(model, images: np.ndarray, labels: np.ndarray, *, epochs: int, batch_size: int,
-        lr: float, seed: int, epoch_end, progress: bool = True) -> None:
+        lr: float, seed: int, epoch_end, progress: bool = True,
+        schedule: str = "warmup-cosine") -> None:
     """Train on (N, 28, 28) float [0, 1] ``images``; ``epoch_end(epoch, logs)`` evaluates."""
     torch = _torch()
     from tqdm.auto import tqdm
@@ -153,12 +157,14 @@ def fit(model, images: np.ndarray, labels: np.ndarray, *, epochs: int, batch_siz
     warmup = max(1, int(WARMUP_FRACTION * total))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
 
-    def schedule(step: int) -> float:
+    def factor(step: int) -> float:
+        if schedule == "constant":
+            return 1.0
         if step < warmup:
             return (step + 1) / warmup
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     loss_fn = torch.nn.CrossEntropyLoss()
     for epoch in range(epochs):
         model.train()
@@ -188,18 +194,29 @@ def fit(model, images: np.ndarray, labels: np.ndarray, *, epochs: int, batch_siz
 
 
 def predict(model, x: np.ndarray, batch_size: int = PREDICT_BATCH) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities (N, 10) float64 and CLS features (N, hidden) float32, in bounded batches."""
+    """Probabilities (N, 10) float64 and CLS features (N, hidden) float32, in bounded batches.
+
+    On a GPU with bf16 the transformer body runs under bf16 autocast (``trainables.speed``);
+    the classification head and the softmax stay in float32. On the CPU everything is float32.
+    """
     torch = _torch()
+    from trainables.speed import Speed
+
     dev = next(model.parameters()).device
+    bf16 = Speed.for_device(dev).bf16
     model.eval()
     probs = np.empty((len(x), N_CLASSES), np.float64)
     feats = np.empty((len(x), model.config.hidden_size), np.float32)
     with torch.inference_mode():
         for start in range(0, len(x), batch_size):
-            logits, hidden = _forward(model, _prepare(model, x[start:start + batch_size], dev))
+            pixels = _prepare(model, x[start:start + batch_size], dev)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                hidden = model.vit(pixel_values=pixels).last_hidden_state[:, 0, :]
+            hidden = hidden.float()
+            logits = model.classifier(hidden)
             end = start + len(logits)
             probs[start:end] = torch.softmax(logits.double(), dim=1).cpu().numpy()
-            feats[start:end] = hidden.float().cpu().numpy()
+            feats[start:end] = hidden.cpu().numpy()
     return probs, feats
 
 

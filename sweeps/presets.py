@@ -1,77 +1,97 @@
-"""Presets size a sweep: how much data, which networks, how many epochs, how the scorers train.
+"""Presets size a sweep: how much data, which networks, each trial's training budget, the
+search ranges, the default scheduler and resources, and how the scorers are fine-tuned.
 
-``paper``: full data, the paper's networks, epochs around the paper's 67 / 85, scorers with the
-paper's fine-tuning settings: GPU work. ``quick``: a real sweep that fits a 2-core CPU in about
-20 minutes, scorer fine-tuning included. ``smoke``: 2 trials of 1 epoch on tiny data, scored on
-200 / 500 samples, for tests.
+``paper``: full data, the paper's networks, epochs around the paper's 67 / 85, scorers with
+the paper's fine-tuning settings: GPU work. ``quick``: a sweep that finds real digits on a
+2-core CPU: every trial gets the same budget of training images (so the same compute, and
+enough optimizer steps to learn), ASHA stops the hopeless ones early, and the scorers are
+fine-tuned far enough to measure (docs/results-cpu.md). ``smoke``: 2 trials of 1 epoch on
+tiny data, scored on 200 / 500 samples, for tests.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
-@dataclass(frozen=True)
-class ScorerSpec:
-    """How a scorer is fine-tuned if no cached one matches (``None`` = the scorer's default)."""
-
-    epochs: int | None = None
-    subset: int | None = None
-    eval_subset: int | None = None
+from scorers.spec import TrainSpec
 
 
 @dataclass(frozen=True)
 class Preset:
     name: str
     arch: str
-    subset: int | None
-    test_subset: int | None
-    epochs: tuple[int, int]  # the search range (inclusive)
+    subset: int | None  # training images (stratified); None = all 60,000
+    test_subset: int | None  # test images for the per-round test losses
     num_samples: int
     ns: tuple[int, ...]  # sample counts scored per trial
-    inception: ScorerSpec = field(default_factory=ScorerSpec)
-    vit: ScorerSpec = field(default_factory=ScorerSpec)
-    # Seconds per epoch of a trial and per scorer fine-tune, for the printed duration estimate.
-    epoch_seconds_cpu: float = 3.0
-    epoch_seconds_gpu: float = 3.0
+    # The budget of each trial: an epoch range to search, or a fixed number of training
+    # images (then batch size decides the steps, and compute is the same for every trial).
+    epochs: tuple[int, int] | None = None
+    train_images: int | None = None
+    report_images: int | None = None
+    lr_range: tuple[float, float] = (1e-5, 1e-2)
+    batch_sizes: tuple[int, ...] = (64, 128, 256)
+    latent_dims: tuple[int, ...] = (8, 16, 32, 64)
+    scheduler: str = "none"
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 1.0  # the default share when the cluster has GPUs
+    # Scorer fine-tuning: TrainSpec settings per kind, and per "dataset/kind" where a dataset
+    # needs more (Fashion-MNIST is harder to classify than MNIST).
+    scorers: dict = field(default_factory=dict)
+    # For the printed estimate: training images per second of one trial (per model), seconds
+    # to score one trial's samples, minutes to fine-tune both scorers (CPU, GPU).
+    images_per_s_cpu: dict = field(default_factory=lambda: {"vae": 2000.0, "vaegan": 550.0})
+    images_per_s_gpu: dict = field(default_factory=lambda: {"vae": 20000.0, "vaegan": 8000.0})
+    score_seconds: float = 30.0
     scorer_minutes_cpu: float = 1.0
     scorer_minutes_gpu: float = 1.0
-    score_seconds: float = 30.0
 
-    def estimate_minutes(self, num_samples: int, concurrent: int, gpu: bool) -> float:
-        """A rough wall-clock estimate: trials run in waves of ``concurrent``."""
-        per_epoch = self.epoch_seconds_gpu if gpu else self.epoch_seconds_cpu
-        mean_epochs = sum(self.epochs) / 2
-        trial = per_epoch * mean_epochs + self.score_seconds
-        waves = -(-num_samples // max(concurrent, 1))
-        scorers = self.scorer_minutes_gpu if gpu else self.scorer_minutes_cpu
-        return scorers + waves * trial / 60
+    def __post_init__(self):
+        if (self.epochs is None) == (self.train_images is None):
+            raise ValueError(f"preset {self.name}: give either an epoch range or train_images")
+
+    def scorer_spec(self, dataset: str, kind: str) -> TrainSpec:
+        """The store's spec of this preset's ``kind`` scorer for ``dataset``."""
+        recipe = self.scorers.get(f"{dataset}/{kind}", self.scorers.get(kind, {}))
+        return TrainSpec(dataset, kind, **recipe)
+
+    def trial_images(self, n_train: int = 60_000) -> float:
+        """Training images one trial sees (the middle of an epoch range)."""
+        if self.train_images is not None:
+            return float(self.train_images)
+        return sum(self.epochs) / 2 * (self.subset or n_train)
 
 
-PRESETS = {
-    "paper": Preset(
-        "paper", arch="paper", subset=None, test_subset=None, epochs=(20, 100), num_samples=20,
-        ns=(1000, 5000), inception=ScorerSpec(), vit=ScorerSpec(),
-        epoch_seconds_cpu=700.0, epoch_seconds_gpu=12.0,
-        scorer_minutes_cpu=600.0, scorer_minutes_gpu=25.0, score_seconds=20.0),
-    "quick": Preset(
-        "quick", arch="small", subset=5000, test_subset=1000, epochs=(2, 6), num_samples=6,
-        ns=(1000, 5000),
-        inception=ScorerSpec(epochs=1, subset=3000, eval_subset=2000),
-        vit=ScorerSpec(epochs=2, subset=10000, eval_subset=2000),
-        # Measured on the 2-core dev VM (README): 13 s per epoch, 60 s to score 5,000 samples
-        # with both scorers, 4.1 min to fine-tune both; one trial at a time beside the actors.
-        epoch_seconds_cpu=13.0, epoch_seconds_gpu=1.0,
-        scorer_minutes_cpu=4.5, scorer_minutes_gpu=1.0, score_seconds=60.0),
-    # Scores 200 / 500 samples, not 1K / 5K: on a CPU, Inception features for 5,000 images and
-    # the 2048-d FID / KID cost minutes, and smoke sweeps exist to exercise the plumbing.
-    "smoke": Preset(
-        "smoke", arch="small", subset=500, test_subset=200, epochs=(1, 1), num_samples=2,
-        ns=(200, 500),
-        inception=ScorerSpec(epochs=1, subset=500, eval_subset=500),
-        vit=ScorerSpec(epochs=1, subset=1000, eval_subset=500),
-        epoch_seconds_cpu=3.0, epoch_seconds_gpu=1.0,
-        scorer_minutes_cpu=1.5, scorer_minutes_gpu=0.5, score_seconds=40.0),
-}
+PAPER = Preset(
+    "paper", arch="paper", subset=None, test_subset=None, num_samples=20, ns=(1000, 5000),
+    epochs=(20, 100), images_per_s_cpu={"vae": 85.0, "vaegan": 30.0},
+    score_seconds=20.0, scorer_minutes_cpu=600.0, scorer_minutes_gpu=25.0)
+
+QUICK = Preset(
+    "quick", arch="small", subset=None, test_subset=1000, num_samples=8, ns=(1000, 5000),
+    train_images=192_000, report_images=24_000, lr_range=(3e-4, 5e-3),
+    batch_sizes=(32, 64, 128, 256), latent_dims=(8, 16, 32), scheduler="asha",
+    cpus_per_trial=0.5, gpus_per_trial=0.25,
+    scorers={
+        # warm-up + cosine decay to 0 reaches in one pass what a constant rate needs
+        # several for (97.9% against 96.0% on MNIST for 12,000 images, docs/scorers.md)
+        "inception": dict(epochs=1, subset=12_000, batch_size=64, lr=2e-3,
+                          schedule="warmup-cosine"),
+        "fashion-mnist/inception": dict(epochs=1, subset=24_000, batch_size=64, lr=2e-3,
+                                        schedule="warmup-cosine"),
+        "vit": dict(epochs=4, batch_size=128, lr=2e-3),
+    },
+    score_seconds=35.0, scorer_minutes_cpu=8.0)
+
+# Scores 200 / 500 samples, not 1K / 5K: on a CPU, Inception features for 5,000 images and
+# the 2048-d FID / KID cost minutes, and smoke sweeps exist to exercise the plumbing.
+SMOKE = Preset(
+    "smoke", arch="small", subset=500, test_subset=200, num_samples=2, ns=(200, 500),
+    epochs=(1, 1), gpus_per_trial=0.5,
+    scorers={"inception": dict(epochs=1, subset=500, eval_subset=500),
+             "vit": dict(epochs=1, subset=1000, eval_subset=500)},
+    score_seconds=40.0, scorer_minutes_cpu=1.5, scorer_minutes_gpu=0.5)
+
+PRESETS = {p.name: p for p in (PAPER, QUICK, SMOKE)}
 
 
 def default_preset(cluster_gpus: float) -> str:

@@ -11,6 +11,8 @@ import json
 import math
 from pathlib import Path
 
+from scorers.keys import score_key
+
 # Section 5, Tables 1 and 2 (fine-tuned Inception v3 and ViT scorers).
 PAPER_RESULTS = {
     "mnist": {"vae": {"is_1k": 8.028, "is_5k": 8.281, "ts_1k": 7.113, "ts_5k": 7.313},
@@ -20,19 +22,29 @@ PAPER_RESULTS = {
 }
 HYPER_KEYS = ("lr", "latent_dim", "epochs", "batch_size", "adversarial_loss_scale",
               "reconstruction_layer")
+# PAPER_RESULTS keys are IS / TS means without the "_mean" suffix: is_1k, ts_5k, ...
 
 
 def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def collect_rows(result_grid) -> list[dict]:
-    """One flat dict per trial: id, status, hyperparameters and final metrics."""
+def final_status(last_result: dict) -> str:
+    """A completed trial's status: finished, diverged, or stopped (a scheduler ended it
+    while it was still training, as ASHA does with the trials it judges hopeless)."""
+    status = str(last_result.get("status", "finished"))
+    return "stopped" if status == "training" else status
+
+
+def collect_rows(result_grid, constants: dict | None = None) -> list[dict]:
+    """One flat dict per trial: id, status, hyperparameters and final metrics. ``constants``
+    are the settings every trial shared (the plan's), merged under each trial's config."""
     rows = []
     for result in result_grid:
         metrics = dict(result.metrics or {})
-        config = {k: v for k, v in (result.config or {}).items() if not k.startswith("_")}
-        status = "error" if result.error else str(metrics.get("status", "unknown"))
+        config = {**(constants or {}), **{k: v for k, v in (result.config or {}).items()
+                                          if not k.startswith("_")}}
+        status = "error" if result.error else final_status(metrics)
         rows.append({"trial_id": metrics.get("trial_id", ""), "status": status,
                      **{k: config.get(k) for k in HYPER_KEYS if k in config},
                      **{k: v for k, v in metrics.items() if _finite(v)},
@@ -75,9 +87,8 @@ def _fmt(value, width=8) -> str:
 
 def format_table(rows: list[dict], space: str, dataset: str, ns, ceiling: dict | None,
                  top: int = 5) -> str:
-    labels = [f"{n // 1000}k" if n % 1000 == 0 else str(n) for n in ns]
-    score_cols = [f"{p}_{l}_mean" for p in ("is", "ts") for l in labels]
-    fid_col = f"fid_inception_{labels[-1]}"
+    score_cols = [score_key(kind, n, "mean") for kind in ("inception", "vit") for n in ns]
+    fid_col = score_key("inception", max(ns), "fid")
     hyper = [k for k in HYPER_KEYS if any(k in r for r in rows)]
     head = ["trial", *hyper, *score_cols, fid_col]
     lines = ["  ".join(h.rjust(8) for h in head)]
@@ -115,8 +126,8 @@ def write_best_config(sweep_dir: Path, best: dict, objective: list[str]) -> Path
     config = best["_config"]
     args = [f"--model {config['model']}", f"--dataset {config['dataset']}",
             f"--arch {config['arch']}"]
-    for key in ("epochs", "lr", "latent_dim", "batch_size", "adversarial_loss_scale",
-                "reconstruction_layer", "subset", "seed"):
+    for key in ("epochs", "train_images", "lr", "latent_dim", "batch_size",
+                "adversarial_loss_scale", "reconstruction_layer", "subset", "seed"):
         if config.get(key) is not None and (key not in ("adversarial_loss_scale",
                                                         "reconstruction_layer")
                                             or config["model"] == "vaegan"):

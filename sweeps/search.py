@@ -1,9 +1,10 @@
 """Optuna search for sweeps whose scores exist only when a trial has finished.
 
 Ray's ``OptunaSearch`` expects the objective in every result and reads a trial that ends
-without it as *pruned*. Our trials report losses per epoch and IS / TS once, at the end; a
-diverged trial has no score at all and must count as *failed*, so TPE never mistakes it for a
-configuration worth exploring around.
+without it as *pruned*. Our trials report losses per round and IS / TS once, at the end. A
+trial the scheduler stopped early (ASHA) is indeed *pruned*: TPE counts it among the bad
+configurations. A diverged trial, or one that finished without scores, has no score at all
+and counts as *failed*, so TPE never mistakes it for a configuration worth exploring around.
 """
 from __future__ import annotations
 
@@ -28,11 +29,16 @@ def score_search_class():
 
         def on_trial_complete(self, trial_id, result=None, error=False):
             metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+            status = (result or {}).get("status")
             unscored = not result or any(result.get(m) is None for m in metrics)
-            if result and result.get("status") == "diverged":
+            if status == "diverged":
                 log.info("trial %s diverged: told to Optuna as failed", trial_id)
                 unscored = True
-            if unscored and not error:
+            if unscored and status == "training" and not error:
+                log.info("trial %s stopped early by the scheduler: told to Optuna as pruned",
+                         trial_id)
+                result = None  # no value, no error: Ray tells Optuna PRUNED
+            elif unscored and not error:
                 error, result = True, None
             super().on_trial_complete(trial_id, result=result, error=error)
 

@@ -1,24 +1,24 @@
-"""Run a sweep end to end: Ray, MLflow parent run, shared scorers, the Tuner, the summary.
+"""Run a sweep end to end: checks, Ray, the plan, shared scorers, MLflow, the Tuner, the summary.
 
-Order matters for trust: the tracking server is checked and the scorers exist before any
-trial starts, so a typo'd URI or a missing scorer costs seconds, not a sweep.
+Order matters for trust: storage, the tracking server and the dataset are checked before Ray
+starts, the plan (resources included) is settled and recorded before anything expensive, and
+the scorers exist before any trial starts, so a typo costs seconds, not a sweep. Each phase is
+recorded in ``sweep.json`` (``sweeps.state``), so ``--resume`` continues from wherever it was.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from pathlib import Path
 
-from sweeps import report, tracking
-from sweeps.presets import default_preset
+from sweeps import report, state
+from sweeps.plan import Cluster, SweepPlan, resolve_plan
 from sweeps.redact import redact_settings, redact_url
-from sweeps.spaces import paper_point
-from sweeps.tuner import (SweepSettings, build_tuner, objective_metrics,
-                          read_sweep_file, restore_tuner, write_sweep_file)
+from sweeps.request import SweepRequest
 
 log = logging.getLogger(__name__)
-NAMESPACE = "gensweep"
 
 
 class SweepError(RuntimeError):
@@ -44,80 +44,12 @@ def check_writable(folder: Path) -> None:
                          f"choose another --storage or free space") from exc
 
 
-def check_dataset(settings: SweepSettings) -> None:
+def check_dataset(request: SweepRequest) -> None:
     """Verify the dataset's checksums once, up front: a corrupt file fails the sweep in seconds
     with the file's name and checksums, rather than failing every trial on a worker."""
     from trainables.datasets import load_dataset
 
-    load_dataset(settings.dataset, settings.data_dir)
-
-
-def init_ray(address: str | None):
-    import ray
-
-    if ray.is_initialized():
-        return ray
-    if address:
-        ray.init(address=address, namespace=NAMESPACE)
-    else:
-        ray.init(namespace=NAMESPACE, include_dashboard=False)
-    return ray
-
-
-def resolve_preset(preset: str | None, address: str | None) -> tuple[str, float]:
-    """The preset asked for, or ``paper`` on a cluster with GPUs and ``quick`` otherwise."""
-    ray = init_ray(address)
-    gpus = float(ray.cluster_resources().get("GPU", 0))
-    return (preset or default_preset(gpus)), gpus
-
-
-def concurrent_trials(settings: SweepSettings, gpus: float) -> int:
-    """How many trials can run at once: Ray's CPUs (GPUs) less the scorer actors' share,
-    over what one trial asks for; capped by --max-concurrent. For the printed estimate."""
-    import ray
-
-    from sweeps.scorer_setup import actor_cpus
-
-    actors = len(settings.actor_names())
-    cpus = float(ray.cluster_resources().get("CPU", 1))
-    free_cpus = cpus - actors * actor_cpus(settings.scorer_cpus)
-    n = max(1, int(free_cpus // settings.cpus_per_trial))
-    if settings.gpus_per_trial > 0:
-        n = min(n, max(1, int((gpus - actors * settings.scorer_gpus) // settings.gpus_per_trial)))
-    return min(n, settings.max_concurrent or n)
-
-
-def start_actors(settings: SweepSettings, scorer_dirs: dict) -> dict:
-    """One named ``ScorerActor`` per scorer, pinned to this (driver) node where the folders are,
-    with resources reserved up front so trials can never starve them."""
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    from scorers.actor import start_scorer_actor
-    from sweeps.scorer_setup import actor_cpus
-
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    cpus = actor_cpus(settings.scorer_cpus)
-    handles = {}
-    for kind, name in settings.actor_names().items():
-        try:
-            handles[kind] = start_scorer_actor(
-                str(scorer_dirs[kind]), name, num_cpus=cpus,
-                num_gpus=settings.scorer_gpus, namespace=NAMESPACE, scheduling_strategy=here,
-                expected_dataset=settings.dataset)
-        except ValueError as exc:  # an unloadable or mismatched scorer folder
-            raise SweepError(str(exc)) from exc
-    infos = ray.get([h.info.remote() for h in handles.values()])
-    return {"handles": handles, "info": dict(zip(handles, infos))}
-
-
-def real_ceiling(handles: dict, ns) -> dict:
-    import ray
-
-    merged = {}
-    for part in ray.get([h.ceiling.remote(tuple(ns)) for h in handles.values()]):
-        merged.update(part)
-    return merged
+    load_dataset(request.dataset, request.data_dir)
 
 
 PATH_VARIABLES = ("GENSWEEP_DATA_DIR", "GENSWEEP_CACHE_DIR")
@@ -134,75 +66,179 @@ def absolute_path_variables() -> None:
             os.environ[var] = str(Path(os.environ[var]).expanduser().resolve())
 
 
-def preflight(settings: SweepSettings) -> None:
+def preflight(request: SweepRequest) -> None:
     """The checks that need neither Ray nor the scorers: storage, tracking server, dataset."""
+    from sweeps import tracking
+
     absolute_path_variables()
-    check_writable(settings.sweep_dir)
-    tracking.check_reachable(settings.mlflow_uri or
-                             tracking.default_tracking_uri(settings.sweep_dir))
-    check_dataset(settings)
+    check_writable(request.sweep_dir)
+    tracking.check_reachable(request.mlflow_uri or
+                             tracking.default_tracking_uri(request.sweep_dir))
+    check_dataset(request)
 
 
-def parent_run_fields(settings: SweepSettings, scorer_info: dict) -> tuple[dict, dict]:
+def init_ray(address: str | None):
+    """Ray for this sweep: the cluster at ``address``, or else always a new local one
+    (``address="local"``), never whatever cluster a stale temp file names."""
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    from sweeps.plan import NAMESPACE
+
+    if address:
+        ray.init(address=address, namespace=NAMESPACE)
+    else:
+        ray.init(address="local", namespace=NAMESPACE, include_dashboard=False)
+    return ray
+
+
+def cluster_snapshot(ray) -> Cluster:
+    """What the running cluster offers, as ``resolve_plan`` needs it."""
+    here = ray.get_runtime_context().get_node_id()
+    nodes = [n for n in ray.nodes() if n.get("Alive", True)]
+    res = {n["NodeID"]: n.get("Resources", {}) for n in nodes}
+    total = ray.cluster_resources()
+    mine = res.get(here, {})
+    return Cluster(cpus=float(total.get("CPU", 0)), gpus=float(total.get("GPU", 0)),
+                   driver_cpus=float(mine.get("CPU", 0)), driver_gpus=float(mine.get("GPU", 0)),
+                   max_node_cpus=max((float(r.get("CPU", 0)) for r in res.values()), default=0),
+                   max_node_gpus=max((float(r.get("GPU", 0)) for r in res.values()), default=0))
+
+
+def scorers_to_build(plan_specs: dict, scorers_dir: str | None) -> int:
+    from scorers.store import is_complete, scorer_dir_for
+
+    if scorers_dir:
+        return 0
+    return sum(not is_complete(scorer_dir_for(s)) for s in plan_specs.values())
+
+
+def plan_sweep(request: SweepRequest) -> SweepPlan:
+    """Start (or join) Ray and settle the plan for the cluster it reports."""
+    from sweeps.plan import effective_preset
+    from sweeps.presets import default_preset
+
+    ray = init_ray(request.address)
+    cluster = cluster_snapshot(ray)
+    preset = effective_preset(request, request.preset or default_preset(cluster.gpus))
+    specs = {k: preset.scorer_spec(request.dataset, k) for k in ("inception", "vit")}
+    return resolve_plan(request, cluster, scorers_to_build(specs, request.scorers_dir))
+
+
+def start_actors(plan: SweepPlan, scorer_dirs: dict) -> dict:
+    """One named ``ScorerActor`` per scorer, pinned to this (driver) node where the folders are,
+    with resources reserved up front so trials can never starve them."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from scorers.actor import start_scorer_actor
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    handles = {}
+    for kind, name in plan.actor_names.items():
+        try:
+            handles[kind] = start_scorer_actor(
+                str(scorer_dirs[kind]), name, num_cpus=plan.actor_cpus,
+                num_gpus=plan.actor_gpus, namespace=plan.namespace, scheduling_strategy=here,
+                expected_dataset=plan.request.dataset)
+        except ValueError as exc:  # an unloadable or mismatched scorer folder
+            raise SweepError(str(exc)) from exc
+    infos = ray.get([h.info.remote() for h in handles.values()])
+    return {"handles": handles, "info": dict(zip(handles, infos))}
+
+
+def real_ceiling(handles: dict, ns) -> dict:
+    import ray
+
+    merged = {}
+    for part in ray.get([h.ceiling.remote(tuple(ns)) for h in handles.values()]):
+        merged.update(part)
+    return merged
+
+
+def parent_run_fields(plan: SweepPlan, scorer_info: dict) -> tuple[dict, dict]:
     """The sweep's MLflow params and tags, with any password in a URL masked."""
-    tags = {"space": settings.space, "preset": settings.preset, "dataset": settings.dataset,
-            "objective": settings.objective, "search": "optuna-tpe",
-            "optuna_storage": redact_url(settings.optuna_url), "study": settings.study_name}
+    tags = {"space": plan.request.space, "preset": plan.preset.name,
+            "dataset": plan.request.dataset, "objective": plan.request.objective,
+            "search": "optuna-tpe", "scheduler": plan.scheduler,
+            "optuna_storage": redact_url(plan.optuna_url), "study": plan.study_name}
     for kind, info in scorer_info.items():
         tags[f"scorer.{kind}.id"] = info.get("scorer_id")
         tags[f"scorer.{kind}.test_accuracy"] = info.get("test_accuracy")
-    return redact_settings(settings.to_dict()), tags
+        tags[f"scorer.{kind}.test_images"] = info.get("test_images")
+        tags[f"scorer.{kind}.placement"] = json.dumps(info.get("placement") or {})
+    params = redact_settings(plan.request.to_dict())
+    params.update(preset=plan.preset.name, scheduler=plan.scheduler,
+                  num_samples=plan.num_samples, trial_cpus=plan.trial_cpus,
+                  trial_gpus=plan.trial_gpus)
+    return params, tags
 
 
-def run_sweep(settings: SweepSettings, resume: bool = False, checked: bool = False) -> dict:
-    """Run (or resume) the sweep; returns the summary the CLI prints.
+def recorded_scorers(saved: dict) -> dict | None:
+    """The scorer folders a resumed sweep recorded, if they are all still complete."""
+    from scorers.store import is_complete
 
-    ``checked`` says :func:`preflight` already passed (the CLI runs it before starting Ray)."""
-    started = time.time()
-    sweep_dir = settings.sweep_dir
-    if not checked:
-        preflight(settings)
-    uri = settings.mlflow_uri or tracking.default_tracking_uri(sweep_dir)
+    dirs = {k: Path(v) for k, v in (saved.get("scorers") or {}).items()}
+    return dirs if dirs and all(is_complete(d) for d in dirs.values()) else None
 
-    ray = init_ray(settings.address)
+
+def new_state(plan: SweepPlan) -> dict:
+    """Record the sweep's intent before any expensive step (scorers, MLflow, trials)."""
+    return state.advance(plan.sweep_dir, {"request": plan.request.to_dict(),
+                                          "plan": plan.to_dict()}, "planned")
+
+
+def run_sweep(plan: SweepPlan, saved: dict) -> dict:
+    """Run ``plan`` from the phase ``saved`` (its ``sweep.json``) reached; returns the summary
+    the CLI prints."""
+    from sweeps import tracking
     from sweeps.scorer_setup import scorer_folders
-    scorer_dirs = scorer_folders(settings, float(ray.cluster_resources().get("GPU", 0)))
-    actors = start_actors(settings, scorer_dirs)
-    ns = settings.preset_obj.ns
-    ceiling = real_ceiling(actors["handles"], ns)
 
-    if resume:
-        state = read_sweep_file(sweep_dir)
-        experiment_id, parent = state["experiment_id"], state["parent_run_id"]
+    started = time.time()
+    sweep_dir = Path(plan.sweep_dir)
+    init_ray(plan.request.address)
+    scorer_dirs = recorded_scorers(saved) or scorer_folders(plan, plan.cluster_gpus)
+    if saved["phase"] == "planned":
+        saved = state.advance(sweep_dir, saved, "scorers-ready",
+                              scorers={k: str(v) for k, v in scorer_dirs.items()})
+    actors = start_actors(plan, scorer_dirs)
+    ceiling = real_ceiling(actors["handles"], plan.ns)
+
+    tracker = tracking.SweepTracker(plan.mlflow_uri)
+    if saved.get("parent_run_id"):
+        tracker.attach(saved["experiment_id"], saved["parent_run_id"])
     else:
-        experiment_id = tracking.setup_experiment(
-            uri, f"gensweep-{settings.space}-{settings.dataset}", sweep_dir)
-        params, tags = parent_run_fields(settings, actors["info"])
-        parent = tracking.start_parent_run(uri, experiment_id, f"sweep-{settings.sweep_id}",
-                                           params, tags)
-        tracking.log_parent_metrics(uri, parent, {f"ceiling_{k}": v for k, v in ceiling.items()})
-        write_sweep_file(settings, {"experiment_id": experiment_id, "parent_run_id": parent,
-                                    "mlflow_uri": uri, "scorers": {k: str(v) for k, v in
-                                                                   scorer_dirs.items()}})
+        params, tags = parent_run_fields(plan, actors["info"])
+        tracker.open(plan.experiment_name, f"sweep-{plan.sweep_id}", sweep_dir, params, tags,
+                     sweep_key=plan.sweep_id)
+        tracker.log_metrics({f"ceiling_{k}": v for k, v in ceiling.items()})
+        saved = state.advance(sweep_dir, saved, "tracking-ready",
+                              experiment_id=tracker.experiment_id,
+                              parent_run_id=tracker.parent_run_id, mlflow_uri=plan.mlflow_uri)
 
-    callback = tracking.make_callback(uri, experiment_id, parent, sweep_dir)
-    names = settings.actor_names()
-    tuner = (restore_tuner(settings, names, NAMESPACE) if resume else
-             build_tuner(settings, actor_names=names, namespace=NAMESPACE, callbacks=[callback]))
+    from sweeps.tuner import build_tuner, restore_tuner
+
+    if saved["phase"] == "tuning" and (sweep_dir / "tune").is_dir():
+        tuner = restore_tuner(plan)
+    else:
+        callback = tracker.callback(sweep_dir, plan.trial_constants)
+        tuner = build_tuner(plan, callbacks=[callback])
+        saved = state.advance(sweep_dir, saved, "tuning")
     grid = tuner.fit()
 
-    rows = report.collect_rows(grid)
-    report.mark_paper_trial(rows, paper_point(settings.space, settings.dataset,
-                                              settings.preset_obj))
-    metrics, _ = objective_metrics(settings.objective, ns)
+    rows = report.collect_rows(grid, plan.trial_constants)
+    report.mark_paper_trial(rows, plan.paper_point)
+    metrics = list(plan.objective)
     ranked = (report.pareto_front(rows, metrics) if len(metrics) > 1
               else report.rank(rows, metrics))
     report.write_results(sweep_dir, rows)
     summary = {"rows": rows, "ranked": ranked, "ceiling": ceiling, "metrics": metrics,
-               "mlflow_uri": uri, "parent_run_id": parent, "sweep_dir": sweep_dir,
-               "minutes": (time.time() - started) / 60}
+               "mlflow_uri": plan.mlflow_uri, "parent_run_id": tracker.parent_run_id,
+               "sweep_dir": sweep_dir, "minutes": (time.time() - started) / 60}
     if ranked:
         summary["best_config"] = report.write_best_config(sweep_dir, ranked[0], metrics)
-        tracking.log_parent_metrics(uri, parent, {f"best_{m}": ranked[0][m] for m in metrics})
-    tracking.finish_parent_run(uri, parent, "FINISHED" if ranked else "FAILED")
+        tracker.log_metrics({f"best_{m}": ranked[0][m] for m in metrics})
+    tracker.finish("FINISHED" if ranked else "FAILED")
+    state.advance(sweep_dir, saved, "finished")
     return summary

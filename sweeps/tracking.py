@@ -1,8 +1,8 @@
 """MLflow logging of a sweep: one parent run per sweep, one nested child run per trial.
 
 All logging happens in the driver, through the tracking URI: trials on other nodes never
-write MLflow files themselves. This module holds the sweep-level calls and the server checks;
-the per-trial Tune callback is in ``sweeps.mlflow_callback``.
+write MLflow files themselves. ``SweepTracker`` holds the client, the experiment and the
+parent run; the per-trial Tune callback (``sweeps.mlflow_callback``) logs the children.
 """
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from sweeps.redact import redact_url
 
 log = logging.getLogger(__name__)
 
+ROLE_TAG = "gensweep.role"
+SWEEP_TAG = "gensweep.sweep_id"
 TRIAL_TAG = "gensweep.trial_id"
 STATUS_TAG = "gensweep.status"
 ARTIFACTS = ("samples_grid.png", "model.safetensors", "state.json", "samples.npz")
@@ -37,17 +39,21 @@ def is_remote(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
 
-def server_answers(uri: str, timeout_s: float = HEALTH_TIMEOUT_S) -> bool:
-    """True if a remote tracking server answers ``/health`` (local stores always do)."""
+def health(uri: str, timeout_s: float = HEALTH_TIMEOUT_S) -> str | None:
+    """None if the tracking server answers ``/health`` (local stores always do), else why not."""
     if not is_remote(uri):
-        return True
+        return None
     import urllib.request
 
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
+            return None if resp.status == 200 else f"HTTP {resp.status}"
+    except OSError as exc:
+        return str(exc)
+
+
+def server_answers(uri: str, timeout_s: float = HEALTH_TIMEOUT_S) -> bool:
+    return health(uri, timeout_s) is None
 
 
 def default_tracking_uri(sweep_dir: Path) -> str:
@@ -57,76 +63,91 @@ def default_tracking_uri(sweep_dir: Path) -> str:
 
 def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
     """Fail fast, before any trial starts, if ``uri`` does not answer."""
-    if not is_remote(uri):
-        return
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as resp:
-            if resp.status != 200:
-                raise OSError(f"HTTP {resp.status}")
-    except OSError as exc:
+    why = health(uri, timeout_s)
+    if why is not None:
         raise ConnectionError(
-            f"MLflow tracking server {redact_url(uri)} is unreachable ({exc}); start it (e.g. `mlflow server "
-            f"--host 127.0.0.1 --port 5000`) or omit --mlflow-uri for the embedded store") from exc
+            f"MLflow tracking server {redact_url(uri)} is unreachable ({why}); start it (e.g. "
+            f"`mlflow server --host 127.0.0.1 --port 5000`) or omit --mlflow-uri for the "
+            f"embedded store")
 
 
-def setup_experiment(uri: str, name: str, sweep_dir: Path) -> str:
-    """Create (or find) the MLflow experiment; artifacts go beside the sweep unless remote."""
-    from mlflow.tracking import MlflowClient
+class SweepTracker:
+    """The sweep's MLflow client, experiment and parent run."""
 
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = None
-    if not uri.startswith(("http://", "https://", "databricks")):
-        location = (Path(sweep_dir).resolve() / "mlartifacts").as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+        self._client = None
+        bound_http_retries()
 
+    @property
+    def client(self):
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
 
-def start_parent_run(uri: str, experiment_id: str, run_name: str, params: dict,
-                     tags: dict) -> str:
-    from mlflow.entities import Param, RunTag
-    from mlflow.tracking import MlflowClient
+            self._client = MlflowClient(self.uri)
+        return self._client
 
-    client = MlflowClient(uri)
-    run = client.create_run(experiment_id, run_name=run_name,
-                            tags={k: str(v) for k, v in tags.items()})
-    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()],
-                     tags=[RunTag("gensweep.role", "sweep")])
-    return run.info.run_id
+    def attach(self, experiment_id: str, parent_run_id: str) -> None:
+        """Continue the parent run a resumed sweep recorded."""
+        self.experiment_id, self.parent_run_id = experiment_id, parent_run_id
 
+    def open(self, experiment: str, run_name: str, sweep_dir: Path, params: dict, tags: dict,
+             sweep_key: str) -> None:
+        """Find or create the experiment, then the sweep's parent run. A parent run already
+        tagged with ``sweep_key`` (a sweep killed after creating it, before recording it) is
+        reused: a sweep never gets two parent runs."""
+        from mlflow.entities import Param, RunTag
 
-def log_parent_metrics(uri: str, run_id: str, metrics: dict) -> None:
-    """Sweep-level numbers (real-data ceiling, best scores); a dead server only warns."""
-    from mlflow.entities import Metric
-    from mlflow.tracking import MlflowClient
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is not None:
+            self.experiment_id = exp.experiment_id
+        else:
+            location = None
+            if not self.uri.startswith(("http://", "https://", "databricks")):
+                location = (Path(sweep_dir).resolve() / "mlartifacts").as_uri()
+            self.experiment_id = self.client.create_experiment(experiment,
+                                                               artifact_location=location)
+        found = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{SWEEP_TAG}` = '{sweep_key}' and "
+                                                f"tags.`{ROLE_TAG}` = 'sweep'")
+        if found:
+            self.parent_run_id = found[0].info.run_id
+            missing = {k: v for k, v in params.items() if k not in found[0].data.params}
+        else:
+            run = self.client.create_run(
+                self.experiment_id, run_name=run_name,
+                tags={**{k: str(v) for k, v in tags.items()}, SWEEP_TAG: sweep_key})
+            self.parent_run_id, missing = run.info.run_id, params
+        self.client.log_batch(self.parent_run_id,
+                              params=[Param(k, str(v)) for k, v in missing.items()],
+                              tags=[RunTag(ROLE_TAG, "sweep")])
 
-    bound_http_retries()
-    now = int(time.time() * 1000)
-    try:
-        MlflowClient(uri).log_batch(run_id, metrics=[
-            Metric(k, float(v), now, 0) for k, v in metrics.items()
-            if isinstance(v, (int, float)) and math.isfinite(v)])
-    except Exception as exc:
-        log.warning("could not log sweep metrics to MLflow (%s): %s", redact_url(uri), exc)
+    def log_metrics(self, metrics: dict) -> None:
+        """Sweep-level numbers (real-data ceiling, best scores); a dead server only warns."""
+        from mlflow.entities import Metric
 
+        now = int(time.time() * 1000)
+        try:
+            self.client.log_batch(self.parent_run_id, metrics=[
+                Metric(k, float(v), now, 0) for k, v in metrics.items()
+                if isinstance(v, (int, float)) and math.isfinite(v)])
+        except Exception as exc:
+            log.warning("could not log sweep metrics to MLflow (%s): %s", redact_url(self.uri),
+                        exc)
 
-def finish_parent_run(uri: str, run_id: str, status: str) -> None:
-    from mlflow.tracking import MlflowClient
+    def finish(self, status: str) -> None:
+        try:
+            self.client.set_terminated(self.parent_run_id, status)
+        except Exception as exc:
+            log.warning("could not close the sweep's MLflow run (%s): %s", redact_url(self.uri),
+                        exc)
 
-    bound_http_retries()
-    try:
-        MlflowClient(uri).set_terminated(run_id, status)
-    except Exception as exc:
-        log.warning("could not close the sweep's MLflow run (%s): %s", redact_url(uri), exc)
+    def callback(self, sweep_dir, constants: dict | None = None) -> object:
+        """The Tune callback that logs each trial as a child of the parent run, with the
+        settings every trial shares (``constants``) among its params."""
+        from sweeps.mlflow_callback import MlflowSweepCallback
 
-
-def make_callback(uri: str, experiment_id: str, parent_run_id: str, sweep_dir) -> object:
-    """The Tune callback that logs each trial as a child of ``parent_run_id``
-    (``sweeps.mlflow_callback``), with MLflow's HTTP retries bounded for this process."""
-    from sweeps.mlflow_callback import make_callback_class
-
-    bound_http_retries()
-    return make_callback_class()(uri, experiment_id, parent_run_id, str(sweep_dir))
+        return MlflowSweepCallback(self.uri, self.experiment_id, self.parent_run_id,
+                                   str(sweep_dir), constants)

@@ -1,14 +1,30 @@
 """What one sweep trial runs: train (resumably), then score its samples on the shared actors.
 
 No trial loads a classifier: it looks the sweep's named ``ScorerActor``s up and sends them its
-prior samples. Keys starting with ``_`` in the trial config are sweep plumbing (actor names,
-sample counts), not hyperparameters.
+prior samples. The trial's config holds its hyperparameters only; everything the sweep's
+trials share arrives as a frozen ``TrialPlan`` through ``tune.with_parameters``.
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
+
+# Sweeps written before plans existed (16ac32f and earlier) kept their plumbing in the trial
+# config under these keys; a resumed trial of such a sweep drops them (its TrialPlan carries
+# the same values).
+LEGACY_PLUMBING = ("_ns", "_namespace", "_scorers")
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """What every trial of a sweep shares: TrainConfig constants and the scorer actors."""
+
+    constants: dict = field(default_factory=dict)
+    actor_names: dict = field(default_factory=dict)  # kind -> actor name
+    namespace: str | None = None
+    ns: tuple = (1000, 5000)
 
 
 def actor_scorer(actor_names: dict, namespace: str | None, ns, dataset: str):
@@ -29,14 +45,19 @@ def actor_scorer(actor_names: dict, namespace: str | None, ns, dataset: str):
     return score
 
 
-def sweep_trial(config: dict) -> None:
+def trial_config(config: dict, trial_plan: TrialPlan) -> dict:
+    """The trial's TrainConfig fields: the shared constants, then its hyperparameters."""
+    hyper = {k: v for k, v in config.items() if k not in LEGACY_PLUMBING}
+    return {**trial_plan.constants, **hyper}
+
+
+def sweep_trial(config: dict, trial_plan: TrialPlan) -> None:
     """Ray Tune function trainable for sweeps: ``trainables.trainable.train`` + shared scoring."""
     from trainables.trainable import train
 
-    plumbing = {k: v for k, v in config.items() if k.startswith("_")}
-    hyper = {k: v for k, v in config.items() if not k.startswith("_")}
+    values = trial_config(config, trial_plan)
     scorer = None
-    if plumbing.get("_scorers"):
-        scorer = actor_scorer(plumbing["_scorers"], plumbing.get("_namespace"),
-                              plumbing.get("_ns", (1000, 5000)), hyper["dataset"])
-    train(hyper, scorer=scorer)
+    if trial_plan.actor_names:
+        scorer = actor_scorer(trial_plan.actor_names, trial_plan.namespace, trial_plan.ns,
+                              values["dataset"])
+    train(values, scorer=scorer)

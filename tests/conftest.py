@@ -38,11 +38,10 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def smoke_scorers():
     """The smoke preset's scorers, fine-tuned once into the session cache that every sweep
-    subprocess of this session reuses (the same spec ``prepare_scorers`` asks for)."""
-    from scorers.store import ensure_scorer
+    subprocess of this session reuses (the same specs a smoke sweep's plan asks for)."""
+    from scorers.store import ensure_spec
     from sweeps.presets import PRESETS
 
     preset = PRESETS["smoke"]
-    return {kind: ensure_scorer("mnist", kind, epochs=spec.epochs, subset=spec.subset,
-                                eval_subset=spec.eval_subset, progress=False)
-            for kind, spec in (("inception", preset.inception), ("vit", preset.vit))}
+    return {kind: ensure_spec(preset.scorer_spec("mnist", kind), progress=False)
+            for kind in ("inception", "vit")}

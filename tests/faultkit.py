@@ -93,10 +93,12 @@ def nothing_started(storage: Path) -> None:
     assert not (storage / "optuna.db").exists() and not (storage / "mlflow.db").exists()
 
 
-def settings(storage: Path):
-    from sweeps.tuner import SweepSettings
+def plan(storage: Path):
+    """The plan a sweep recorded in its sweep.json."""
+    from sweeps.plan import SweepPlan
+    from sweeps.state import read_state
 
-    return SweepSettings(space="vae", preset="smoke", storage=str(storage))
+    return SweepPlan.from_dict(read_state(storage)["plan"])
 
 
 def results(storage: Path) -> list:

@@ -102,10 +102,10 @@ def _disk_full(limit_bytes: int):
 
 RUN_SWEEP_ON_FULL_DISK = """
 import sys
-from sweeps.sweep import SweepError, run_sweep
-from sweeps.tuner import SweepSettings
+from sweeps.request import SweepRequest
+from sweeps.sweep import SweepError, preflight
 try:
-    run_sweep(SweepSettings(space="vae", preset="smoke", storage=sys.argv[1]))
+    preflight(SweepRequest(space="vae", preset="smoke", storage=sys.argv[1]))
 except SweepError as exc:
     import ray
     print("ray started:", ray.is_initialized())
@@ -115,7 +115,7 @@ except SweepError as exc:
 
 
 def test_full_disk_storage_is_refused_before_anything_starts(tmp_path):
-    """``run_sweep`` itself checks the storage before Ray, MLflow or the scorers."""
+    """``preflight`` checks the storage before Ray, MLflow or the scorers start."""
     from sweeps.sweep import check_writable
 
     storage = tmp_path / "sweep"

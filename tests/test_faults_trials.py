@@ -61,8 +61,8 @@ def test_diverging_trial_is_failed_not_scored(tmp_path, smoke_scorers):
     assert good.data.tags["gensweep.status"] == "finished" and good.info.status == "FINISHED"
     assert "ts_500_mean" in good.data.metrics
 
-    settings = fk.settings(storage)
-    study = optuna.load_study(study_name=settings.study_name, storage=settings.optuna_url)
+    plan = fk.plan(storage)
+    study = optuna.load_study(study_name=plan.study_name, storage=plan.optuna_url)
     states = {t.params["lr"]: t for t in study.trials}
     assert len(study.trials) == 2, study.trials
     ok = states.pop(paper_lr)

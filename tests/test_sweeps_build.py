@@ -1,4 +1,5 @@
-"""Sweep assembly without fitting: spaces, presets, searcher, tuner, CLI validation, report."""
+"""Sweep assembly without fitting: the plan, spaces, presets, searcher, scheduler, CLI
+validation, report."""
 import os
 import subprocess
 import sys
@@ -6,46 +7,101 @@ from pathlib import Path
 
 import pytest
 
+from scorers.keys import objective_keys
 from sweeps import report
+from sweeps.plan import Cluster, PlanError, resolve_plan
 from sweeps.presets import PRESETS
+from sweeps.request import SweepRequest
 from sweeps.spaces import SPACES, paper_point
-from sweeps.tuner import SweepSettings, build_tuner, objective_metrics, param_space
 
 REPO = Path(__file__).resolve().parents[1]
+CPU2 = Cluster(cpus=2, gpus=0, driver_cpus=2, driver_gpus=0, max_node_cpus=2, max_node_gpus=0)
+GPU1 = Cluster(cpus=8, gpus=1, driver_cpus=8, driver_gpus=1, max_node_cpus=8, max_node_gpus=1)
+
+
+def plan_for(tmp_path, cluster=CPU2, **kwargs):
+    return resolve_plan(SweepRequest(storage=str(tmp_path / "s"), **kwargs), cluster)
 
 
 def test_cli_choices_come_from_the_registries():
+    from scorers.keys import OBJECTIVES
     from sweeps.run import build_parser
 
     actions = {a.dest: a for a in build_parser()._actions}
     assert sorted(actions["space"].choices) == sorted(SPACES)
     assert sorted(actions["preset"].choices) == sorted(PRESETS)
+    assert sorted(actions["objective"].choices) == sorted(OBJECTIVES)
+
+
+def test_plan_resolves_the_preset_from_the_cluster(tmp_path):
+    cpu = plan_for(tmp_path, space="vae")
+    assert cpu.preset.name == "quick" and cpu.trial_gpus == 0 and cpu.scheduler == "asha"
+    # two single-thread trials beside the two half-CPU scorer actors on 2 cores
+    assert cpu.trial_cpus == 0.5 and cpu.actor_cpus == 0.5 and cpu.concurrency == 2
+    assert cpu.objective == ("ts_5k_mean",) and cpu.ns == (1000, 5000)
+    assert cpu.trial_constants["train_images"] == PRESETS["quick"].train_images
+    assert cpu.scorer_specs["inception"].subset == 12_000
+    gpu = plan_for(tmp_path, GPU1, space="vaegan", dataset="fashion-mnist")
+    assert gpu.preset.name == "paper" and gpu.trial_gpus == 1.0 and gpu.scheduler == "none"
+    assert gpu.paper_point == paper_point("vaegan", "fashion-mnist", PRESETS["paper"])
+    assert gpu.scorer_specs["vit"].dataset == "fashion-mnist"
+    assert gpu.actor_names == {k: f"gensweep-{k}-{gpu.sweep_id}" for k in ("inception", "vit")}
+
+
+def test_plan_round_trips_through_json(tmp_path):
+    import json
+
+    from sweeps.plan import SweepPlan
+
+    plan = plan_for(tmp_path, GPU1, space="vaegan", preset="smoke", gpus_per_trial=0.25,
+                    lr_range=(1e-4, 1e-3))
+    again = SweepPlan.from_dict(json.loads(json.dumps(plan.to_dict())))
+    assert again == plan
+
+
+def test_plan_refuses_more_gpus_than_the_cluster_has(tmp_path):
+    with pytest.raises(PlanError, match="--gpus-per-trial 2 asks for more GPUs"):
+        plan_for(tmp_path, GPU1, space="vae", gpus_per_trial=2)
+    with pytest.raises(PlanError, match="the cluster has no GPU"):
+        plan_for(tmp_path, space="vae", gpus_per_trial=1)
+    with pytest.raises(PlanError, match="--scorer-gpus 0.75 reserves 1.5 GPUs"):
+        plan_for(tmp_path, GPU1, space="vae", scorer_gpus=0.75)
+    shared = plan_for(tmp_path, GPU1, space="vae", preset="smoke", gpus_per_trial=0.25,
+                      cpus_per_trial=0.25, scorer_gpus=0.25)
+    assert shared.concurrency == 2  # 1 GPU less 2 x 0.25 for the actors, 0.25 per trial
 
 
 @pytest.mark.parametrize("space", sorted(SPACES))
-def test_build_tuner_for_each_space(space, tmp_path):
-    from ray.tune.search.optuna import OptunaSearch
+def test_search_space_holds_hyperparameters_only(space, tmp_path):
+    from sweeps.tuner import search_space, trial_plan
 
-    settings = SweepSettings(space=space, preset="quick", storage=str(tmp_path / "s"),
-                             num_samples=7, seed=3)
-    tuner = build_tuner(settings, actor_names=settings.actor_names(), namespace="ns")
-    local = tuner._local_tuner
-    tc, ps = local._tune_config, local._param_space
-    assert tc.num_samples == 7
-    searcher = tc.search_alg
-    assert isinstance(searcher, OptunaSearch)
-    assert searcher._points_to_evaluate == [paper_point(space, "mnist", PRESETS["quick"])]
-    assert searcher._storage.url == f"sqlite:///{tmp_path / 's' / 'optuna.db'}"
-    assert searcher._metric == "ts_5k_mean" and searcher._mode == "max"
-    assert ps["model"] == space and ps["arch"] == "small" and ps["subset"] == 5000
-    assert ps["_scorers"] == settings.actor_names()
-    searched = {"lr", "latent_dim", "epochs", "batch_size"}
+    plan = plan_for(tmp_path, space=space, num_samples=7, seed=3)
+    searched = {"lr", "latent_dim", "batch_size"}
     if space == "vaegan":
         searched |= {"adversarial_loss_scale", "reconstruction_layer"}
-    assert searched <= set(ps)
-    ran = [p.name for p in (tmp_path / "s" / "tune").iterdir()
-           if p.name not in ("tuner.pkl", ".validate_storage_marker")]
-    assert ran == []  # assembled, not fitted: no trial folders, no experiment state
+    assert set(search_space(plan)) == searched  # an image budget: no epochs to search
+    tp = trial_plan(plan)
+    assert tp.actor_names == plan.actor_names and tp.ns == plan.ns
+    assert tp.constants["model"] == space and tp.constants["arch"] == "small"
+    epochs = plan_for(tmp_path, space=space, epochs_range=(2, 5))
+    assert "epochs" in search_space(epochs) and epochs.trial_constants["train_images"] is None
+
+
+def test_searcher_asks_the_paper_point_first_from_a_persistent_study(tmp_path):
+    import optuna
+
+    from sweeps.tuner import make_searcher, search_space
+
+    plan = plan_for(tmp_path, space="vaegan", seed=3)
+    searcher = make_searcher(plan)
+    assert searcher.metric == "ts_5k_mean" and searcher.mode == "max"
+    searcher.set_search_properties(None, None, search_space(plan))
+    first = searcher.suggest("t1")
+    assert first == plan.paper_point
+    assert first["lr"] == 1e-4 and first["batch_size"] == 256  # the paper's VAE-GAN, MNIST
+    study = optuna.load_study(study_name=plan.study_name, storage=plan.optuna_url)
+    assert len(study.trials) == 1
+    assert plan.optuna_url == f"sqlite:///{tmp_path / 's' / 'optuna.db'}"
 
 
 def test_paper_point_is_the_papers_setting():
@@ -53,18 +109,35 @@ def test_paper_point_is_the_papers_setting():
     assert p == {"lr": 1e-3, "latent_dim": 32, "epochs": 85, "batch_size": 256,
                  "adversarial_loss_scale": 0.8, "reconstruction_layer": 3}
     assert "epochs" not in paper_point("vae", "mnist", PRESETS["smoke"])  # constant 1 there
+    assert "epochs" not in paper_point("vae", "mnist", PRESETS["quick"])  # an image budget
 
 
 def test_multi_objective_and_asha(tmp_path):
-    settings = SweepSettings(space="vae", preset="smoke", objective="is+ts", scheduler="asha",
-                             storage=str(tmp_path), max_concurrent=2)
-    assert objective_metrics("is+ts", (1000, 5000)) == (["is_5k_mean", "ts_5k_mean"],
-                                                        ["max", "max"])
-    tuner = build_tuner(settings)
-    tc = tuner._local_tuner._tune_config
-    assert type(tc.search_alg).__name__ == "ConcurrencyLimiter"
-    assert tc.search_alg.searcher._metric == ["is_500_mean", "ts_500_mean"]  # smoke: 200 / 500
-    assert type(tc.scheduler).__name__ == "AsyncHyperBandScheduler"
+    from sweeps.tuner import make_scheduler, make_searcher
+
+    plan = plan_for(tmp_path, space="vae", preset="smoke", objective="is+ts", scheduler="asha",
+                    max_concurrent=2)
+    assert objective_keys("is+ts", (1000, 5000)) == ("is_5k_mean", "ts_5k_mean")
+    assert plan.objective == ("is_500_mean", "ts_500_mean")  # smoke: 200 / 500
+    searcher = make_searcher(plan)
+    assert type(searcher).__name__ == "ConcurrencyLimiter"
+    assert searcher.metric == ["is_500_mean", "ts_500_mean"]
+    scheduler = make_scheduler(plan)
+    assert type(scheduler).__name__ == "AsyncHyperBandScheduler"
+    assert scheduler.metric == "test_pixel_mse"
+    assert make_scheduler(plan_for(tmp_path, space="vae", preset="smoke")) is None
+
+
+def test_estimate_counts_scorers_asha_and_waves(tmp_path):
+    from sweeps.plan import estimate
+
+    quick = PRESETS["quick"]
+    cached = estimate(quick, "vae", 8, 2, False, "asha", 0)
+    cold = estimate(quick, "vae", 8, 2, False, "asha", 2)
+    assert cold[0] == pytest.approx(cached[0] + quick.scorer_minutes_cpu)
+    assert cached[0] < cached[1]  # ASHA stops some trials: expected below the worst case
+    none = estimate(quick, "vae", 8, 2, False, "none", 0)
+    assert none[0] == none[1] == pytest.approx(cached[1])
 
 
 @pytest.mark.parametrize("kwargs,needle", [
@@ -75,9 +148,14 @@ def test_multi_objective_and_asha(tmp_path):
     (dict(space="vae", epochs_range=(0, 3)), "epochs range"),
     (dict(space="vae", num_samples=0), "num_samples 0"),
 ])
-def test_settings_reject_bad_values(kwargs, needle, tmp_path):
+def test_request_rejects_bad_values(kwargs, needle, tmp_path):
     with pytest.raises(ValueError, match=needle):
-        SweepSettings(storage=str(tmp_path), **kwargs)
+        SweepRequest(storage=str(tmp_path), **kwargs)
+
+
+def test_request_from_dict_refuses_unknown_keys(tmp_path):
+    with pytest.raises(ValueError, match="'spce'"):
+        SweepRequest.from_dict({"space": "vae", "spce": "vae"})
 
 
 def _run(*args):
@@ -95,6 +173,8 @@ def _run(*args):
     (["--space", "vae", "--epochs-range", "0,3"], "bounds must be positive"),
     (["--space", "vae", "--num-samples", "0"], "0 must be >= 1"),
     (["--space", "vae", "--gpus-per-trial", "-0.5"], "-0.5 must be >= 0"),
+    (["--space", "vae", "--train-images", "0"], "0 must be >= 1"),
+    (["--space", "vae", "--scheduler", "hyperband"], "'hyperband'"),
     (["--resume"], "--resume needs --storage"),
     ([], "--space is required"),
 ])
@@ -151,29 +231,31 @@ def test_parent_run_fields_and_sweep_file_keep_passwords_out_of_logs(tmp_path):
     import json
     import stat
 
-    from sweeps.sweep import parent_run_fields
-    from sweeps.tuner import read_sweep_file, write_sweep_file
+    from sweeps import state
+    from sweeps.sweep import new_state, parent_run_fields
 
-    settings = SweepSettings(space="vae", preset="smoke", storage=str(tmp_path),
-                             mlflow_uri="https://bob:s3cret@mlflow.example.org",
-                             optuna_storage="postgresql://alice:s3cret@db/optuna")
-    params, tags = parent_run_fields(settings, {"vit": {"scorer_id": "x", "test_accuracy": 0.9}})
+    plan = resolve_plan(SweepRequest(space="vae", preset="smoke", storage=str(tmp_path),
+                                     mlflow_uri="https://bob:s3cret@mlflow.example.org",
+                                     optuna_storage="postgresql://alice:s3cret@db/optuna"), CPU2)
+    params, tags = parent_run_fields(plan, {"vit": {"scorer_id": "x", "test_accuracy": 0.9}})
     logged = json.dumps([params, tags])
     assert "s3cret" not in logged
     assert params["mlflow_uri"] == "https://bob:***@mlflow.example.org"
     assert tags["optuna_storage"] == "postgresql://alice:***@db/optuna"
     assert params["space"] == "vae" and tags["scorer.vit.id"] == "x"
-    text = report.how_to_look(tmp_path, settings.mlflow_uri, settings.optuna_url)
+    text = report.how_to_look(tmp_path, plan.mlflow_uri, plan.optuna_url)
     assert "s3cret" not in text and "bob:***@" in text
     # The sweep file must keep the real URLs to resume, so only its owner may read it.
-    path = write_sweep_file(settings, {})
-    assert read_sweep_file(tmp_path)["settings"]["optuna_storage"].endswith("s3cret@db/optuna")
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    new_state(plan)
+    saved = state.read_state(tmp_path)
+    assert saved["request"]["optuna_storage"].endswith("s3cret@db/optuna")
+    assert saved["phase"] == "planned" and saved["plan"]["sweep_id"] == plan.sweep_id
+    assert stat.S_IMODE(state.sweep_file(tmp_path).stat().st_mode) == 0o600
 
 
 def test_settings_make_paths_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    s = SweepSettings(space="vae", data_dir="data/mnist", scorers_dir="~/scorers")
+    s = SweepRequest(space="vae", data_dir="data/mnist", scorers_dir="~/scorers")
     assert s.data_dir == str(tmp_path / "data" / "mnist")
     assert s.scorers_dir == str(Path("~/scorers").expanduser().resolve())
 

@@ -116,8 +116,9 @@ def test_smoke_sweep_logs_everything(tmp_path, mlflow_server):
 
 
 def _sweep_id(storage: Path) -> str:
-    import hashlib
-    return hashlib.sha1(str(storage.resolve()).encode()).hexdigest()[:10]
+    from sweeps.plan import sweep_id
+
+    return sweep_id(storage)
 
 
 def test_killed_sweep_resumes_without_duplicates(tmp_path, mlflow_server):

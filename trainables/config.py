@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from trainables.datasets import DATASETS
 
@@ -44,11 +44,17 @@ class TrainConfig:
     margin: float = 0.4
     subset: int | None = None
     test_subset: int | None = None
+    # An image budget: train exactly ceil(train_images / batch_size) optimizer steps, whatever
+    # the data size, reporting every report_images images. None: ``epochs`` epochs, one
+    # report each. A budget in images gives every trial of a sweep the same compute.
+    train_images: int | None = None
+    report_images: int | None = None
     seed: int = 0
     n_samples: tuple[int, ...] = (1000, 5000)
     data_dir: str | None = None
     device: str = "auto"
-    extra: dict = field(default_factory=dict)
+    compile: bool = False  # torch.compile the networks (GPU only; see trainables.speed)
+    fault_nan_at_round: int | None = None  # tests: poison a weight before this round
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -83,28 +89,32 @@ class TrainConfig:
             bad("reconstruction_layer", "must be -1 or 1..5")
         if self.margin < 0:
             bad("margin", "must be >= 0")
-        for name in ("subset", "test_subset"):
+        for name in ("subset", "test_subset", "train_images", "report_images"):
             value = getattr(self, name)
-            if value is not None and value < 1:
-                bad(name, "must be a positive number of images (or omitted for all)")
+            if value is not None and not (isinstance(value, int) and value >= 1):
+                bad(name, "must be a positive number of images (or omitted)")
         if not self.n_samples or min(self.n_samples) < 0:
             bad("n_samples", "must be non-negative sample counts, e.g. (1000, 5000)")
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        """Build from a Tune config / JSON; unknown keys go to ``extra`` rather than failing."""
+        """Build from a Tune config / JSON. An unknown key is an error naming it: a misspelt
+        search-space key must not train silently with the default value."""
         names = {f.name for f in dataclasses.fields(cls)}
-        known = {k: v for k, v in values.items() if k in names and k != "extra"}
-        extra = {k: v for k, v in values.items() if k not in names}
-        extra.update(values.get("extra") or {})
-        for key in ("epochs", "batch_size", "latent_dim", "reconstruction_layer", "seed"):
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"unknown training setting(s) {', '.join(map(repr, unknown))}; "
+                              f"known: {', '.join(sorted(names))}")
+        known = dict(values)
+        for key in ("epochs", "batch_size", "latent_dim", "reconstruction_layer", "seed",
+                    "train_images", "report_images"):
             # Search spaces hand back numpy integers and floats; keep the types plain.
             if known.get(key) is not None:
                 known[key] = int(known[key])
         for key in ("lr", "adversarial_loss_scale", "equilibrium", "margin"):
             if known.get(key) is not None:
                 known[key] = float(known[key])
-        return cls(**known, extra=extra)
+        return cls(**known)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -1,4 +1,4 @@
-"""One epoch of VAE / VAE-GAN training over data held as a tensor on the training device.
+"""VAE / VAE-GAN training steps over data held as a tensor on the training device.
 
 pythae's ``TrainingPipeline`` wraps every batch in a ``DataLoader`` of dict samples; here the
 whole (subset of the) dataset is one float tensor already on the device and each batch is a
@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 
 import torch
+
+from trainables.speed import as_input
 
 VAE_KEYS = ("loss", "recon_loss", "reg_loss")
 VAEGAN_KEYS = ("loss", "recon_loss", "encoder_loss", "decoder_loss", "discriminator_loss")
@@ -62,18 +64,41 @@ def _losses(out, keys) -> dict:
     return {k: out[k].detach() for k in keys if k in out and out[k] is not None}
 
 
-def train_epoch(model, model_kind: str, optimizers: dict, data: torch.Tensor, batch_size: int,
-                generator: torch.Generator, epoch: int) -> dict:
-    """Train one epoch; returns the mean of each loss component. Raises :class:`Diverged`."""
+def batches_per_epoch(n_images: int, batch_size: int) -> int:
+    return -(-n_images // batch_size)
+
+
+def epoch_order(n_images: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled image order of (0-based) ``epoch``: a function of seed and epoch alone,
+    so a run resumed at any step draws exactly the batches an uninterrupted one would."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n_images, generator=gen)
+
+
+def train_steps(model, model_kind: str, optimizers: dict, data: torch.Tensor, batch_size: int,
+                seed: int, first_step: int, n_steps: int, speed=None,
+                order=None) -> tuple[dict, int]:
+    """Train global optimizer steps ``first_step`` .. ``first_step + n_steps - 1`` (step g takes
+    batch g mod B of epoch g // B, B batches per epoch); returns the mean of each loss
+    component over them and the number of images they took. Raises :class:`Diverged`.
+    ``order(epoch)`` gives an epoch's image order (default :func:`epoch_order`; the
+    pythae comparison bench passes pythae's own)."""
     model.train()
     keys = VAE_KEYS if model_kind == "vae" else VAEGAN_KEYS
-    order = torch.randperm(len(data), generator=generator).to(data.device)
+    per_epoch = batches_per_epoch(len(data), batch_size)
     sums = {k: torch.zeros((), device=data.device) for k in keys}
-    n_batches = 0
-    for step, start in enumerate(range(0, len(data), batch_size)):
-        batch = data[order[start:start + batch_size]]
+    current, order_epoch, images = None, None, 0
+    for i, step in enumerate(range(first_step, first_step + n_steps)):
+        epoch, b = divmod(step, per_epoch)
+        if epoch != order_epoch:
+            perm = order(epoch) if order is not None else epoch_order(len(data), seed, epoch)
+            order_epoch, current = epoch, perm.to(data.device)
+        batch = data[current[b * batch_size:(b + 1) * batch_size]]
+        images += len(batch)
+        if speed is not None:
+            batch = as_input(batch, speed)
         try:
-            out = model({"data": batch}, epoch=epoch)
+            out = model({"data": batch}, epoch=epoch + 1)
             if model_kind == "vae":
                 opt = optimizers["model"]
                 opt.zero_grad()
@@ -86,18 +111,17 @@ def train_epoch(model, model_kind: str, optimizers: dict, data: torch.Tensor, ba
             # can be inspected; that is divergence, not a bug.
             if _weights_finite(model) and "between 0 and 1" not in str(exc):
                 raise
-            raise Diverged({"loss": float("nan")}, epoch, step,
+            raise Diverged({"loss": float("nan")}, epoch + 1, step,
                            str(exc).splitlines()[0]) from exc
         losses = _losses(out, keys)
         # A sync every 50 steps (not every step) keeps the device busy yet catches NaNs early.
-        if step % 50 == 0:
-            _check_finite(losses, epoch, step)
+        if i % 50 == 0:
+            _check_finite(losses, epoch + 1, step)
         for k, v in losses.items():
             sums[k] += v
-        n_batches += 1
-    means = {k: float(v) / n_batches for k, v in sums.items()}
-    _check_finite(means, epoch, n_batches)
-    return means
+    means = {k: float(v) / max(n_steps, 1) for k, v in sums.items()}
+    _check_finite(means, first_step // per_epoch + 1, first_step + n_steps)
+    return means, images
 
 
 def _weights_finite(model) -> bool:
@@ -111,7 +135,7 @@ def _check_finite(losses: dict, epoch: int, step: int) -> None:
 
 
 @torch.no_grad()
-def evaluate(model, model_kind: str, data: torch.Tensor, batch_size: int) -> dict:
+def evaluate(model, model_kind: str, data: torch.Tensor, batch_size: int, speed=None) -> dict:
     """Mean test losses (eval mode: BN running statistics, no parameter updates), plus
     ``pixel_mse``: per-pixel reconstruction error, comparable across models and epochs where
     the VAE-GAN's own reconstruction loss (in the moving discriminator's features) is not."""
@@ -121,7 +145,7 @@ def evaluate(model, model_kind: str, data: torch.Tensor, batch_size: int) -> dic
     count = 0
     for start in range(0, len(data), batch_size):
         batch = data[start:start + batch_size]
-        out = model({"data": batch}, epoch=0)
+        out = model({"data": batch if speed is None else as_input(batch, speed)}, epoch=0)
         for k, v in _losses(out, keys).items():
             sums[k] += float(v) * len(batch)
         sums["pixel_mse"] += float(((out.recon_x - batch) ** 2).mean()) * len(batch)

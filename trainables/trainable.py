@@ -1,18 +1,19 @@
 """The training run that both Ray Tune and the CLI drive: ``run_training(cfg, reporter)``.
 
-Per epoch it reports train and test losses per component, wall time and images/s, and
-checkpoints model + optimizers + RNGs (safetensors/JSON). A restarted run resumes from the
-reporter's latest checkpoint instead of epoch 0. A NaN/inf loss ends the run with a
-``diverged`` report instead of an exception, so a sweep's other trials carry on. At the end it
-draws the prior samples (1K / 5K) and saves them, with a PNG grid, beside the final weights.
+Training goes in rounds: an epoch each, or, under an image budget (``train_images``), a
+fixed number of optimizer steps each. Per round it reports train and test losses per
+component, steps and images seen, wall time and images/s, the device, and checkpoints model
++ optimizers + RNGs (safetensors/JSON). A restarted run resumes from the reporter's latest
+checkpoint at the step it reached. A NaN/inf loss ends the run with a ``diverged`` report
+instead of an exception, so a sweep's other trials carry on. At the end it draws the prior
+samples (1K / 5K) and saves them, with a PNG grid, beside the final weights.
 
-``train_vae`` / ``train_vaegan`` are the Ray Tune function trainables.
+``train`` is the Ray Tune function trainable (the sweep wraps it with its scorers).
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import tempfile
 import time
@@ -26,8 +27,11 @@ import torch
 
 from trainables import checkpoint as ckpt
 from trainables.config import TrainConfig
-from trainables.loop import Diverged, evaluate, make_optimizers, train_epoch
-from trainables.samples import GRID_FILE, SAMPLES_FILE, load_samples, sample_prior, save_samples
+from trainables.device import pick_device, ray_assignment
+from trainables.loop import Diverged, batches_per_epoch, evaluate, make_optimizers, train_steps
+from trainables.samples import SAMPLES_FILE, load_samples, sample_prior, save_samples
+from trainables.speed import Speed
+from trainables.speed import apply as apply_speed
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +47,6 @@ class TrainResult:
     final_dir: Path | None = None
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _to_tensor(images: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(images).to(device).float().div_(255.0).unsqueeze(1)
 
@@ -59,18 +57,30 @@ def _seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _eval_losses(model, cfg, test_x) -> dict:
-    # A fixed, forked RNG: test losses are comparable across epochs and do not shift training.
+def _eval_losses(model, cfg, test_x, speed) -> dict:
+    # A fixed, forked RNG: test losses are comparable across rounds and do not shift training.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed + 1)
-        return evaluate(model, cfg.model, test_x, max(cfg.batch_size, 500))
+        return evaluate(model, cfg.model, test_x, max(cfg.batch_size, 500), speed)
 
 
-def _apply_test_hooks(cfg: TrainConfig, model, epoch: int) -> None:
-    """Fault injection for tests: ``extra={"inject_nan_at_epoch": k}`` poisons a weight."""
-    if cfg.extra.get("inject_nan_at_epoch") == epoch:
+def _apply_test_hooks(cfg: TrainConfig, model, round_: int) -> None:
+    """Fault injection for tests: ``fault_nan_at_round=k`` poisons a weight before round k."""
+    if cfg.fault_nan_at_round == round_:
         with torch.no_grad():
             next(model.decoder.parameters()).fill_(float("nan"))
+
+
+def round_steps(cfg: TrainConfig, n_train: int) -> list[int]:
+    """Optimizer steps of each reporting round. An image budget (``train_images``) trains
+    ceil(train_images / batch) steps whatever the data size, in rounds of ``report_images``;
+    otherwise one round is one epoch of the training data."""
+    per_epoch = batches_per_epoch(n_train, cfg.batch_size)
+    if cfg.train_images is None:
+        return [per_epoch] * cfg.epochs
+    total = -(-cfg.train_images // cfg.batch_size)
+    every = max(1, -(-(cfg.report_images or cfg.train_images) // cfg.batch_size))
+    return [min(every, total - done) for done in range(0, total, every)]
 
 
 def run_training(cfg: TrainConfig, reporter, scorer: Callable[[np.ndarray], dict] | None = None,
@@ -79,16 +89,22 @@ def run_training(cfg: TrainConfig, reporter, scorer: Callable[[np.ndarray], dict
     from trainables.datasets import load_dataset
     from trainables.networks import build_model
 
-    device = resolve_device(cfg.device)
+    device = pick_device(cfg.device)
+    speed = Speed.for_device(device, compile=cfg.compile)
     generator = _seed_everything(cfg.seed)
     data = load_dataset(cfg.dataset, cfg.data_dir, subset=cfg.subset, seed=cfg.seed,
                         test_subset=cfg.test_subset)
     train_x = _to_tensor(data.train.images, device)
     test_x = _to_tensor(data.test.images, device)
-    model = build_model(cfg).to(device)
+    model = apply_speed(build_model(cfg), speed, device)
     optimizers = make_optimizers(model, cfg.model, cfg.lr)
+    rounds = round_steps(cfg, len(train_x))
+    assigned = ray_assignment()
+    where = {"device": device.type, "gpus_assigned": assigned.gpus,
+             "gpu_ids": ",".join(assigned.gpu_ids), "node_id": assigned.node_id,
+             "speed": speed.describe()}
 
-    start_epoch, history, wall = 1, [], 0.0
+    start_round, step, images, history, wall = 1, 0, 0, [], 0.0
     with reporter.latest_checkpoint() as folder:
         if folder is not None:
             state = ckpt.load_checkpoint(folder, model, optimizers, generator)
@@ -98,40 +114,52 @@ def run_training(cfg: TrainConfig, reporter, scorer: Callable[[np.ndarray], dict
                 samples = load_samples(Path(folder) / SAMPLES_FILE)
                 reporter.report(state["final_metrics"], None)
                 return TrainResult("finished", state["final_metrics"], history, samples)
-            start_epoch = state["epoch"] + 1
-            log.info("resuming %s at epoch %d of %d", cfg.model, start_epoch, cfg.epochs)
+            # Checkpoints written before rounds existed count epochs (one round each).
+            done = state.get("round", state.get("epoch", 0))
+            start_round, step = done + 1, state.get("step", sum(rounds[:done]))
+            images = state.get("images_seen", done * len(train_x))
+            log.info("resuming %s at round %d of %d", cfg.model, start_round, len(rounds))
 
-    for epoch in range(start_epoch, cfg.epochs + 1):
+    for round_ in range(start_round, len(rounds) + 1):
         t0 = time.perf_counter()
-        _apply_test_hooks(cfg, model, epoch)
+        _apply_test_hooks(cfg, model, round_)
         try:
-            train_losses = train_epoch(model, cfg.model, optimizers, train_x, cfg.batch_size,
-                                       generator, epoch)
+            train_losses, taken = train_steps(model, cfg.model, optimizers, train_x,
+                                              cfg.batch_size, cfg.seed, step,
+                                              rounds[round_ - 1], speed)
         except Diverged as exc:
             log.error("%s", exc)
-            metrics = {"epoch": epoch, "diverged": 1, "status": "diverged", "error": str(exc),
+            metrics = {"round": round_, "epoch": exc.epoch, "diverged": 1,
+                       "status": "diverged", "error": str(exc),
                        **{f"train_{k}": v for k, v in exc.losses.items()}}
             reporter.report(metrics, None)
             return TrainResult("diverged", metrics, history)
+        step += rounds[round_ - 1]
+        images += taken
         train_time = time.perf_counter() - t0
-        test_losses = _eval_losses(model, cfg, test_x)
+        test_losses = _eval_losses(model, cfg, test_x, speed)
         wall += time.perf_counter() - t0
-        metrics = {"epoch": epoch, "diverged": 0, "status": "training",
+        metrics = {"round": round_, "step": step, "images_seen": images,
+                   "epoch": round(images / len(train_x), 3), "diverged": 0, "status": "training",
                    **{f"train_{k}": v for k, v in train_losses.items()},
                    **{f"test_{k}": v for k, v in test_losses.items()},
-                   "epoch_time_s": time.perf_counter() - t0, "train_time_s": train_time,
-                   "images_per_s": len(train_x) / train_time, "wall_time_s": wall}
+                   "round_time_s": time.perf_counter() - t0, "train_time_s": train_time,
+                   "images_per_s": taken / train_time,
+                   "wall_time_s": wall, **where}
         history.append({k: v for k, v in metrics.items() if k != "status"})
         with reporter.checkpoint_dir() as folder:
             ckpt.save_checkpoint(folder, model, optimizers, generator,
-                                 {"epoch": epoch, "stage": "epoch", "history": history,
-                                  "wall_time_s": wall, "config": cfg.to_dict()})
+                                 {"round": round_, "step": step, "images_seen": images,
+                                  "epoch": round_,
+                                  "stage": "round", "history": history, "wall_time_s": wall,
+                                  "config": cfg.to_dict()})
             reporter.report(metrics, folder)
 
-    return _finish(cfg, model, optimizers, generator, reporter, history, wall, scorer)
+    return _finish(cfg, model, optimizers, generator, reporter, history, wall, scorer, speed)
 
 
-def _finish(cfg, model, optimizers, generator, reporter, history, wall, scorer) -> TrainResult:
+def _finish(cfg, model, optimizers, generator, reporter, history, wall, scorer,
+            speed) -> TrainResult:
     n = max(cfg.n_samples) if cfg.n_samples else 0
     t0 = time.perf_counter()
     samples = sample_prior(model, n, seed=cfg.seed + 2)
@@ -141,10 +169,10 @@ def _finish(cfg, model, optimizers, generator, reporter, history, wall, scorer) 
         final.update(scorer(samples))
     with reporter.checkpoint_dir() as folder:
         ckpt.save_checkpoint(folder, model, optimizers, generator,
-                             {"epoch": cfg.epochs, "stage": "final", "history": history,
-                              "wall_time_s": wall, "config": cfg.to_dict(),
-                              "final_metrics": final})
-        paths = save_samples(samples, folder)
+                             {"round": len(history), "epoch": cfg.epochs, "stage": "final",
+                              "history": history, "wall_time_s": wall,
+                              "config": cfg.to_dict(), "final_metrics": final})
+        save_samples(samples, folder)
         reporter.report(final, folder)
         final_dir = reporter.persisted(folder)
     log.info("finished: %s", {k: v for k, v in final.items() if not isinstance(v, str)})
@@ -236,15 +264,6 @@ def _reportable(value) -> bool:
 
 
 def train(config: dict, scorer: Callable[[np.ndarray], dict] | None = None) -> TrainResult:
-    """Ray Tune function trainable for either model (``config["model"]``)."""
+    """Ray Tune function trainable for either model (``config["model"]``); ``config`` holds
+    :class:`TrainConfig` fields only."""
     return run_training(TrainConfig.from_dict(config), TuneReporter(), scorer)
-
-
-def train_vae(config: dict) -> None:
-    """Ray Tune trainable: ``tune.Tuner(train_vae, param_space={...})``."""
-    train({**config, "model": "vae"})
-
-
-def train_vaegan(config: dict) -> None:
-    """Ray Tune trainable: ``tune.Tuner(train_vaegan, param_space={...})``."""
-    train({**config, "model": "vaegan"})

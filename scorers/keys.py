@@ -1,0 +1,57 @@
+"""The names of every score, in one place: scoring, the sweep's objective, the report, the CLI
+tables and the tests all build them here, so a rename cannot break one of them silently.
+
+For a scorer of kind K (``inception`` or ``vit``; prefix P = ``is`` / ``ts``, the paper's
+Inception and Transformer Scores) and a sample count n (label L: 1000 -> ``1k``, 5000 ->
+``5k``, else the number)::
+
+    P_L_mean, P_L_std                          IS formula, 10 splits
+    fid_K_L                                    Frechet distance
+    kid_K_L_mean, kid_K_L_std                  kernel inception distance
+    mmd_K_L                                    Gaussian-kernel MMD^2
+    nn1_K_L_acc, nn1_K_L_real, nn1_K_L_fake    1-NN two-sample accuracy
+    coverage_K_L, class_entropy_K_L            predicted-class coverage and entropy
+
+The real-data ceiling of a key is ``ceiling_<key>`` on the sweep's parent run.
+"""
+from __future__ import annotations
+
+PREFIX = {"inception": "is", "vit": "ts"}
+KIND_OF_PREFIX = {p: k for k, p in PREFIX.items()}
+# stat -> key pattern; {p} the kind's prefix, {k} the kind, {n} the sample-count label
+PATTERNS = {
+    "mean": "{p}_{n}_mean", "std": "{p}_{n}_std",
+    "fid": "fid_{k}_{n}",
+    "kid_mean": "kid_{k}_{n}_mean", "kid_std": "kid_{k}_{n}_std",
+    "mmd": "mmd_{k}_{n}",
+    "nn1_acc": "nn1_{k}_{n}_acc", "nn1_real": "nn1_{k}_{n}_real", "nn1_fake": "nn1_{k}_{n}_fake",
+    "coverage": "coverage_{k}_{n}", "class_entropy": "class_entropy_{k}_{n}",
+}
+STATS = tuple(PATTERNS)
+OBJECTIVES = {"ts": ("vit",), "is": ("inception",), "is+ts": ("inception", "vit")}
+
+
+def n_label(n: int) -> str:
+    """Key label of a sample count: 1000 -> '1k', 5000 -> '5k', 1500 -> '1500'."""
+    return f"{n // 1000}k" if n % 1000 == 0 else str(n)
+
+
+def score_key(kind: str, n: int, stat: str) -> str:
+    """The flat metric name of ``stat`` of scorer ``kind`` at ``n`` samples."""
+    if kind not in PREFIX:
+        raise ValueError(f"scorer kind {kind!r} unknown; expected one of {', '.join(PREFIX)}")
+    if stat not in PATTERNS:
+        raise ValueError(f"score {stat!r} unknown; expected one of {', '.join(STATS)}")
+    return PATTERNS[stat].format(p=PREFIX[kind], k=kind, n=n_label(n))
+
+
+def objective_keys(objective: str, ns) -> tuple[str, ...]:
+    """The metrics an objective maximises: the IS / TS means at the largest sample count."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective {objective!r} unknown; choose one of "
+                         f"{', '.join(OBJECTIVES)}")
+    return tuple(score_key(kind, max(ns), "mean") for kind in OBJECTIVES[objective])
+
+
+def ceiling_key(key: str) -> str:
+    return f"ceiling_{key}"

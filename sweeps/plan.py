@@ -1,0 +1,212 @@
+"""A sweep resolved once: ``resolve_plan(request, cluster) -> SweepPlan``.
+
+Everything the rest of a sweep reads is settled here, when the cluster's resources are
+known, and then passed on frozen: the preset (with the request's overrides), the sample
+counts, the objective's metric names, the paper's point, the scorers as the store's own
+``TrainSpec``, the trial and actor resources, the training settings every trial shares, the
+names of the actors, study and experiment, and the duration estimate. Nothing downstream
+re-derives any of it; ``sweep.json`` stores the plan, so ``--resume`` continues the same one.
+
+``resolve_plan`` is pure (no Ray): ``Cluster`` is a snapshot of what Ray reported.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from scorers.keys import objective_keys
+from scorers.spec import KINDS, TrainSpec
+from sweeps.presets import PRESETS, Preset, default_preset
+from sweeps.request import SweepRequest
+from sweeps.spaces import MODEL_OF_SPACE, paper_point
+
+NAMESPACE = "gensweep"
+# About this long from the start to the first trial with cached scorers (Python and Ray
+# start, actors load, the real-data ceiling), measured on the 2-core dev VM.
+STARTUP_MINUTES = 0.7
+
+
+class PlanError(ValueError):
+    """The request cannot run on this cluster (resources); the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """What Ray reported: totals, the driver's node (the scorer actors live there) and the
+    largest node (a trial must fit on one)."""
+
+    cpus: float
+    gpus: float
+    driver_cpus: float
+    driver_gpus: float
+    max_node_cpus: float
+    max_node_gpus: float
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    request: SweepRequest
+    preset: Preset
+    sweep_dir: str
+    sweep_id: str
+    mlflow_uri: str
+    optuna_url: str
+    study_name: str
+    experiment_name: str
+    ns: tuple
+    objective: tuple  # metric names, all maximised
+    paper_point: dict
+    scorer_specs: dict  # kind -> TrainSpec
+    actor_names: dict  # kind -> actor name
+    namespace: str
+    scheduler: str
+    num_samples: int
+    trial_cpus: float
+    trial_gpus: float
+    actor_cpus: float
+    actor_gpus: float
+    concurrency: int
+    cluster_gpus: float
+    trial_constants: dict  # TrainConfig fields every trial shares
+    estimate_minutes: float
+    estimate_max_minutes: float
+
+    @property
+    def model(self) -> str:
+        return MODEL_OF_SPACE[self.request.space]
+
+    @property
+    def modes(self) -> tuple:
+        return ("max",) * len(self.objective)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["scorer_specs"] = {k: s.to_dict() for k, s in self.scorer_specs.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SweepPlan":
+        d = dict(d)
+        d["request"] = SweepRequest.from_dict(d["request"])
+        preset = dict(d["preset"])
+        for key in ("ns", "epochs", "lr_range", "batch_sizes", "latent_dims"):
+            if preset.get(key) is not None:
+                preset[key] = tuple(preset[key])
+        d["preset"] = Preset(**preset)
+        d["scorer_specs"] = {k: TrainSpec.from_dict(s) for k, s in d["scorer_specs"].items()}
+        d["ns"], d["objective"] = tuple(d["ns"]), tuple(d["objective"])
+        return cls(**d)
+
+
+def sweep_id(sweep_dir: Path) -> str:
+    """Ten hex digits naming the sweep's actors and study (from its absolute folder)."""
+    return hashlib.sha1(str(Path(sweep_dir).resolve()).encode()).hexdigest()[:10]
+
+
+def effective_preset(request: SweepRequest, name: str) -> Preset:
+    """The preset with the request's overrides (ranges, budget) applied."""
+    preset = PRESETS[name]
+    changes = {}
+    if request.lr_range is not None:
+        changes["lr_range"] = tuple(request.lr_range)
+    if request.epochs_range is not None:
+        changes.update(epochs=tuple(request.epochs_range), train_images=None,
+                       report_images=None)
+    if request.train_images is not None:
+        changes.update(train_images=request.train_images, epochs=None,
+                       report_images=min(preset.report_images or request.train_images,
+                                         request.train_images))
+    return dataclasses.replace(preset, **changes) if changes else preset
+
+
+def _resources(request: SweepRequest, preset: Preset, cluster: Cluster) -> dict:
+    trial_gpus = request.gpus_per_trial
+    if trial_gpus is None:
+        trial_gpus = min(preset.gpus_per_trial, cluster.max_node_gpus) if cluster.gpus else 0.0
+    trial_cpus = request.cpus_per_trial or preset.cpus_per_trial
+    if trial_gpus > cluster.max_node_gpus:
+        where = (f"the largest node has {cluster.max_node_gpus:g}" if cluster.gpus
+                 else "the cluster has no GPU")
+        raise PlanError(f"--gpus-per-trial {trial_gpus:g} asks for more GPUs than any node "
+                        f"offers ({where}); lower it (fractions share a GPU) or add GPUs")
+    if trial_cpus > cluster.max_node_cpus:
+        raise PlanError(f"--cpus-per-trial {trial_cpus:g} asks for more CPUs than any node "
+                        f"offers (the largest has {cluster.max_node_cpus:g}); lower it")
+    actors = len(KINDS)
+    if actors * request.scorer_gpus > cluster.driver_gpus:
+        raise PlanError(f"--scorer-gpus {request.scorer_gpus:g} reserves "
+                        f"{actors * request.scorer_gpus:g} GPUs for the {actors} scorer actors "
+                        f"on the driver's node, which has {cluster.driver_gpus:g}; lower it")
+    # A cluster head kept free of trials offers no CPUs: the actors then reserve none.
+    actor_cpus = (request.scorer_cpus
+                  if cluster.driver_cpus >= actors * request.scorer_cpus else 0.0)
+    free_cpus = cluster.cpus - actors * actor_cpus
+    n = max(1, int(free_cpus // trial_cpus))
+    if trial_gpus > 0:
+        free_gpus = cluster.gpus - actors * request.scorer_gpus
+        n = min(n, max(1, int(round(free_gpus / trial_gpus, 6))))
+    n = min(n, request.max_concurrent or n)
+    return dict(trial_cpus=float(trial_cpus), trial_gpus=float(trial_gpus),
+                actor_cpus=float(actor_cpus), actor_gpus=float(request.scorer_gpus),
+                concurrency=n)
+
+
+def estimate(preset: Preset, model: str, trials: int, concurrency: int, gpu: bool,
+             scheduler: str, scorers_to_build: int) -> tuple[float, float]:
+    """(expected, at most) minutes: start-up, scorer fine-tunes still to do, and the trials
+    in waves of ``concurrency``. ASHA with a quarter-budget grace period and halving keeps
+    about half the training and a quarter of the scoring of a sweep (half the trials stop at
+    1/4, a quarter at 1/2); the paper point and early trials always run to the end."""
+    rates = preset.images_per_s_gpu if gpu else preset.images_per_s_cpu
+    train_min = preset.trial_images() / rates[model] / 60
+    score_min = preset.score_seconds / 60
+    scorers = (preset.scorer_minutes_gpu if gpu else preset.scorer_minutes_cpu)
+    scorers *= scorers_to_build / len(KINDS)
+    full = train_min + score_min
+    waves = trials / max(concurrency, 1)
+    worst = STARTUP_MINUTES + scorers + -(-trials // max(concurrency, 1)) * full
+    if scheduler != "asha" or trials <= concurrency:
+        return worst, worst
+    kept = max(1.0, trials * 0.25)  # trials that run to the end and are scored
+    expected = (train_min * (trials * 0.5) + score_min * kept) / max(concurrency, 1)
+    return STARTUP_MINUTES + scorers + max(expected, full * min(waves, 1.0)), worst
+
+
+def resolve_plan(request: SweepRequest, cluster: Cluster,
+                 scorers_to_build: int = len(KINDS)) -> SweepPlan:
+    """Settle every derived setting of ``request`` for ``cluster`` (PlanError if it cannot
+    run there). ``scorers_to_build``: how many scorers are not cached yet (for the estimate)."""
+    name = request.preset or default_preset(cluster.gpus)
+    preset = effective_preset(request, name)
+    sweep_dir = request.sweep_dir
+    sid = sweep_id(sweep_dir)
+    model = MODEL_OF_SPACE[request.space]
+    res = _resources(request, preset, cluster)
+    trials = request.num_samples or preset.num_samples
+    scheduler = request.scheduler or preset.scheduler
+    expected, worst = estimate(preset, model, trials, res["concurrency"],
+                               res["trial_gpus"] > 0, scheduler, scorers_to_build)
+    constants = {"model": model, "dataset": request.dataset, "arch": preset.arch,
+                 "subset": preset.subset, "test_subset": preset.test_subset,
+                 "train_images": preset.train_images, "report_images": preset.report_images,
+                 "seed": request.seed, "n_samples": list(preset.ns),
+                 "data_dir": request.data_dir, "compile": request.compile}
+    if preset.epochs is not None and preset.epochs[0] == preset.epochs[1]:
+        constants["epochs"] = preset.epochs[0]
+    from sweeps.tracking import default_tracking_uri
+
+    return SweepPlan(
+        request=request, preset=preset, sweep_dir=str(sweep_dir), sweep_id=sid,
+        mlflow_uri=request.mlflow_uri or default_tracking_uri(sweep_dir),
+        optuna_url=request.optuna_storage or f"sqlite:///{sweep_dir / 'optuna.db'}",
+        study_name=f"gensweep-{request.space}-{request.dataset}-{sid}",
+        experiment_name=f"gensweep-{request.space}-{request.dataset}",
+        ns=tuple(preset.ns), objective=objective_keys(request.objective, preset.ns),
+        paper_point=paper_point(request.space, request.dataset, preset),
+        scorer_specs={kind: preset.scorer_spec(request.dataset, kind) for kind in KINDS},
+        actor_names={kind: f"gensweep-{kind}-{sid}" for kind in KINDS},
+        namespace=NAMESPACE, scheduler=scheduler, num_samples=trials, cluster_gpus=float(cluster.gpus),
+        trial_constants=constants, estimate_minutes=round(expected, 1),
+        estimate_max_minutes=round(worst, 1), **res)

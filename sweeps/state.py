@@ -1,0 +1,64 @@
+"""``sweep.json``: the sweep's intent and how far it got, rewritten atomically at each phase.
+
+It is written first thing, before any expensive step, with the request and its resolved
+plan; then the scorer folders, the MLflow experiment and parent run are added as they come
+to exist. ``--resume`` reads it and continues from the phase it reached, so a sweep killed
+in any second of its life can be continued, and never makes a second parent run.
+
+The file is owner-only: the URLs in it may carry passwords (everything logged is redacted).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+SWEEP_FILE = "sweep.json"
+FORMAT = 2
+PHASES = ("planned", "scorers-ready", "tracking-ready", "tuning", "finished")
+
+
+def sweep_file(sweep_dir) -> Path:
+    return Path(sweep_dir) / SWEEP_FILE
+
+
+def holds_sweep(sweep_dir) -> bool:
+    return sweep_file(sweep_dir).is_file()
+
+
+def read_state(sweep_dir) -> dict:
+    """The saved state; a ``sweep.json`` of 16ac32f and earlier comes back with
+    ``format: 1`` and its ``settings`` (it was written once the parent run existed)."""
+    path = sweep_file(sweep_dir)
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} cannot be read ({exc}); the sweep folder is damaged") from exc
+    if not isinstance(state, dict) or not ({"plan", "settings"} & set(state)):
+        raise ValueError(f"{path} is not a gensweep sweep file")
+    if "plan" not in state:
+        state = {"format": 1, "phase": "tuning", **state}
+    return state
+
+
+def write_state(sweep_dir, state: dict) -> Path:
+    """Replace ``sweep.json`` atomically (a temporary file renamed over it)."""
+    path = sweep_file(sweep_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{SWEEP_FILE}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps({"format": FORMAT, **state}, indent=1, default=str))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def advance(sweep_dir, state: dict, phase: str, **values) -> dict:
+    """Record ``phase`` (and any new ``values``) and return the new state."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}")
+    state = {**state, **values, "phase": phase}
+    write_state(sweep_dir, state)
+    return state
