@@ -46,7 +46,8 @@ def pythae_config(cfg, out_dir: str, seed: int):
 
     common = dict(output_dir=out_dir, per_device_train_batch_size=cfg.batch_size,
                   per_device_eval_batch_size=cfg.batch_size, num_epochs=cfg.epochs,
-                  steps_saving=None, steps_predict=None, seed=seed, no_cuda=True)
+                  steps_saving=None, steps_predict=None, seed=seed,
+                  no_cuda=not torch.cuda.is_available())
     if cfg.model == "vae":
         return BaseTrainerConfig(optimizer_cls="Adam", learning_rate=cfg.lr, **common)
     return CoupledOptimizerAdversarialTrainerConfig(

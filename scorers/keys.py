@@ -10,9 +10,15 @@ Inception and Transformer Scores) and a sample count n (label L: 1000 -> ``1k``,
     kid_K_L_mean, kid_K_L_std                  kernel inception distance
     mmd_K_L                                    Gaussian-kernel MMD^2
     nn1_K_L_acc, nn1_K_L_real, nn1_K_L_fake    1-NN two-sample accuracy
-    coverage_K_L, class_entropy_K_L            predicted-class coverage and entropy
+    precision_K_L, recall_K_L                  k-NN precision and recall (k = 3)
+    density_K_L, knn_coverage_K_L              k-NN density and coverage (k = 5)
+    class_coverage_K_L, class_entropy_K_L      predicted-class coverage and entropy
 
-The real-data ceiling of a key is ``ceiling_<key>`` on the sweep's parent run.
+``class_coverage`` was ``coverage_K_L`` before precision and recall came (16ac32f and
+earlier); the k-NN coverage of Naeem et al. is ``knn_coverage``, so no name changed meaning.
+
+The real-data ceiling of a key is ``ceiling_<key>`` on the sweep's parent run; a sweep's
+scheduler judges trials by ``probe_ts_L``, the TS of L prior samples after every round.
 """
 from __future__ import annotations
 
@@ -25,7 +31,9 @@ PATTERNS = {
     "kid_mean": "kid_{k}_{n}_mean", "kid_std": "kid_{k}_{n}_std",
     "mmd": "mmd_{k}_{n}",
     "nn1_acc": "nn1_{k}_{n}_acc", "nn1_real": "nn1_{k}_{n}_real", "nn1_fake": "nn1_{k}_{n}_fake",
-    "coverage": "coverage_{k}_{n}", "class_entropy": "class_entropy_{k}_{n}",
+    "precision": "precision_{k}_{n}", "recall": "recall_{k}_{n}",
+    "density": "density_{k}_{n}", "knn_coverage": "knn_coverage_{k}_{n}",
+    "class_coverage": "class_coverage_{k}_{n}", "class_entropy": "class_entropy_{k}_{n}",
 }
 STATS = tuple(PATTERNS)
 OBJECTIVES = {"ts": ("vit",), "is": ("inception",), "is+ts": ("inception", "vit")}
@@ -51,6 +59,12 @@ def objective_keys(objective: str, ns) -> tuple[str, ...]:
         raise ValueError(f"objective {objective!r} unknown; choose one of "
                          f"{', '.join(OBJECTIVES)}")
     return tuple(score_key(kind, max(ns), "mean") for kind in OBJECTIVES[objective])
+
+
+def probe_key(n: int) -> str:
+    """The per-round look at sample quality a sweep's scheduler judges trials by: the TS of
+    ``n`` prior samples (``probe_ts_1k``)."""
+    return f"probe_{score_key('vit', n, 'mean').rsplit('_', 1)[0]}"
 
 
 def ceiling_key(key: str) -> str:

@@ -9,10 +9,23 @@ real-real kernel mean, and each real point's nearest real neighbour for 1-NN.
 sample side's work, and the latter builds the real-sample and sample-sample inner products
 once for KID, MMD and 1-NN together instead of once per metric.
 
-The values equal the definitions in ``scorers.metrics`` and ``scorers.two_sample`` on the
-same sets (tested to round-off), which stay the definitions. MMD's bandwidth is the median
-pairwise distance of the *reference* set, not of the pooled sets, so every trial of a sweep
-is measured with the same kernel and their MMDs compare.
+The scores, what they mean, which way is better (their definitions, which these values equal
+to round-off, are the oracles in ``tests/oracles.py``):
+
+* FID (lower is better, 0 = same Gaussian; Heusel et al. 2017, pytorch-fid's conventions).
+* KID (lower, ~0 = same distribution, can be slightly negative as it is unbiased): unbiased
+  MMD^2 with the cubic polynomial kernel over 100 random subsets of 1,000 (Binkowski et al.
+  2018; torch-fidelity's conventions).
+* MMD (lower, ~0 = same): unbiased MMD^2 with a Gaussian kernel (Gretton et al. 2012; Xu et
+  al. 2018). Its bandwidth is the median pairwise distance of the *reference* set, not of
+  the pooled sets, so every trial of a sweep is measured with the same kernel.
+* 1-NN (0.5 is ideal; 1.0 = separable): leave-one-out 1-nearest-neighbour two-sample
+  accuracy (Lopez-Paz & Oquab 2017); well below 0.5 on the fake side hints at copies.
+* precision / recall (higher is better; Kynkaanniemi et al. 2019, k = 3): the share of
+  samples inside some real point's k-NN ball, and of real points inside some sample's.
+* density / coverage (Naeem et al. 2020, k = 5): how many real k-NN balls hold a sample on
+  average, over k (about 1 for a faithful generator, unbounded); the share of real points
+  whose ball holds a sample. ``knn_coverage``: "coverage" alone names class coverage.
 """
 from __future__ import annotations
 
@@ -22,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg
 
-from scorers import metrics, two_sample
+from scorers import two_sample
 from scorers.arrays import as_matrix, row_blocks, sq_dists_from_gram, sq_norms
 
 log = logging.getLogger(__name__)
@@ -31,6 +44,11 @@ KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
 KID_SEED = 0
 KID_DEGREE, KID_COEF0 = 3, 1.0  # gamma = 1 / D, as torch-fidelity
+MAX_GRAM_ELEMS = 1 << 27  # ~1 GiB of float64 inner products: n = m = 8,192
+# Precision and recall with k = 3 (Kynkaanniemi et al. 2019), density and coverage with k = 5
+# (Naeem et al. 2020): each set's k-NN radii, as the prdc package computes them.
+PR_K, DC_K = 3, 5
+KS = (PR_K, DC_K)
 
 
 def kid_subsets(n: int) -> int:
@@ -59,9 +77,18 @@ class ReferenceStats:
     mmd_sigma: float
     mmd_xx: float
     nn_sq_dist: np.ndarray
+    knn_sq_radius: dict  # k -> squared distance of each real point to its k-th other point
     kid_ix: np.ndarray | None
     kid_iy: np.ndarray | None
     kid_xx: np.ndarray
+
+    def sample_feats(self, fake_feats) -> np.ndarray:
+        """``fake_feats`` checked against the reference: a 2-D finite array, same width."""
+        b = as_matrix(fake_feats, "fake_feats", min_rows=2)
+        if b.shape[1] != self.feats.shape[1]:
+            raise ValueError(f"fake_feats have {b.shape[1]} features but the reference has "
+                             f"{self.feats.shape[1]}; expected features of the same scorer")
+        return b
 
 
 def _covariance_factor(centred: np.ndarray) -> np.ndarray | None:
@@ -82,18 +109,26 @@ def _covariance_factor(centred: np.ndarray) -> np.ndarray | None:
 
 def _within_set_pass(gram: np.ndarray, sq: np.ndarray, sigma: float, dim: int):
     """One pass over the inner products ``gram`` (n x n) of a set with itself (row norms
-    ``sq``, features of dimension ``dim``): each point's squared distance to its nearest other point, and the sum of the
-    Gaussian kernel at ``sigma`` over pairs i != j. Turns ``gram`` into KID's polynomial
-    kernel matrix in place, block by block, once its distances are read."""
+    ``sq``, features of dimension ``dim``): each point's squared distance to its nearest
+    other point and to its k-th nearest for k in ``KS``, and the sum of the Gaussian kernel
+    at ``sigma`` over pairs i != j. Turns ``gram`` into KID's polynomial kernel matrix in
+    place, block by block, once its distances are read."""
     n = gram.shape[0]
+    if n <= max(KS):
+        raise ValueError(f"{n} feature rows: precision, recall, density and coverage need "
+                         f"more than {max(KS)} per set")
     nearest, kernel_sum = np.empty(n), 0.0
+    radius = {k: np.empty(n) for k in KS}
     for lo, hi in row_blocks(n, n):
         dist = sq_dists_from_gram(gram[lo:hi], sq[lo:hi], sq)
         dist[np.arange(hi - lo), np.arange(lo, hi)] = np.inf  # pairs i != j only
-        nearest[lo:hi] = dist.min(axis=1)
+        smallest = np.sort(np.partition(dist, max(KS) - 1, axis=1)[:, :max(KS)], axis=1)
+        nearest[lo:hi] = smallest[:, 0]
+        for k in KS:
+            radius[k][lo:hi] = smallest[:, k - 1]
         kernel_sum += np.exp(-dist / (2.0 * sigma * sigma)).sum()
         two_sample.poly_kernel_inplace(gram[lo:hi], 1.0 / dim, KID_COEF0, KID_DEGREE)
-    return nearest, kernel_sum
+    return nearest, kernel_sum, radius
 
 
 def _kid_rounds(n: int, gram: np.ndarray):
@@ -123,88 +158,63 @@ def reference_stats(real_feats) -> ReferenceStats:
                          "points); the reference set must hold distinct images")
     x_sq = sq_norms(x)
     gram = x @ x.T  # one syrk; becomes KID's kernel matrix in _within_set_pass
-    nn, xx_sum = _within_set_pass(gram, x_sq, sigma, d)
+    nn, xx_sum, radius = _within_set_pass(gram, x_sq, sigma, d)
     kid_ix, kid_iy, kid_xx = _kid_rounds(n, gram)
     return ReferenceStats(feats=x, mu=mu, centred=centred,
                           trace=float(np.einsum("ij,ij->", centred, centred)),
                           factor=_covariance_factor(centred), sq_norms=x_sq, mmd_sigma=sigma,
-                          mmd_xx=xx_sum / (n * (n - 1)), nn_sq_dist=nn, kid_ix=kid_ix,
+                          mmd_xx=xx_sum / (n * (n - 1)), nn_sq_dist=nn,
+                          knn_sq_radius=radius, kid_ix=kid_ix,
                           kid_iy=kid_iy, kid_xx=kid_xx)
 
 
-def _sample_feats(ref: ReferenceStats, fake_feats) -> np.ndarray:
-    b = as_matrix(fake_feats, "fake_feats", min_rows=2)
-    if b.shape[1] != ref.feats.shape[1]:
-        raise ValueError(f"fake_feats have {b.shape[1]} features but the reference has "
-                         f"{ref.feats.shape[1]}; expected features of the same scorer")
-    return b
-
-
-def frechet_distance_to_reference(ref: ReferenceStats, fake_feats) -> float:
-    """``metrics.frechet_distance(ref.feats, fake_feats)``, reusing the real side.
-
-    With fewer rows than dimensions on either side, tr sqrt(S_a S_b) is the sum of the
-    singular values of A B^T (as in ``frechet_distance``). Otherwise, with S_a = F F^T, it is
-    the sum of sqrt(eigvalsh(G^T G)) for G = B F (B^T B = S_b; G^T G = F^T S_b F is similar to
-    S_a S_b). Anything unusual (singular or non-finite) goes the general way."""
-    b = _sample_feats(ref, fake_feats)
-    mu = b.mean(axis=0)
-    bc = (b - mu) / np.sqrt(b.shape[0] - 1)
-    diff = ref.mu - mu
-    base = float(diff @ diff + ref.trace + np.einsum("ij,ij->", bc, bc))
-    d = b.shape[1]
-    t = np.nan
-    if min(ref.feats.shape[0], b.shape[0]) < d:
-        try:
-            t = np.linalg.svd(ref.centred @ bc.T, compute_uv=False).sum()
-        except np.linalg.LinAlgError:
-            pass
-    elif ref.factor is not None:
-        g = bc @ ref.factor
-        ev = np.linalg.eigvalsh(g.T @ g)
-        if ev.min(initial=0.0) >= -metrics.FID_NEG_TOL * max(1.0, ev.max(initial=0.0)):
-            t = np.sqrt(np.clip(ev, 0.0, None)).sum()
-    if not np.isfinite(t):
-        return metrics.frechet_distance(ref.feats, b)
-    return base - 2.0 * float(t)
-
-
 def two_sample_to_reference(ref: ReferenceStats, fake_feats) -> dict[str, float]:
-    """KID, MMD and 1-NN of ``fake_feats`` (m, D) against the reference, reusing its side.
+    """KID, MMD, 1-NN, precision, recall, density and coverage of ``fake_feats`` (n, D)
+    against the reference of n points, reusing its side.
 
-    Returns ``kid_mean``, ``kid_std`` (as ``two_sample.kernel_inception_distance`` with
-    ``kid_subsets(m)`` rounds of ``KID_SUBSET_SIZE``, seed ``KID_SEED``), ``mmd``
-    (``kernel_mmd`` at ``ref.mmd_sigma``) and ``nn1_acc``/``nn1_real``/``nn1_fake``
-    (``nn1_accuracy``). The cached KID rounds assume m = n; other sizes compute KID by its
-    definition. Both inner-product matrices (n x m and m x m) are held at once: 400 MB at
-    n = m = 5000; beyond KID's own limit on kernel matrices, everything goes by definition.
+    Returns ``kid_mean``, ``kid_std`` (``kid_subsets(n)`` rounds of ``KID_SUBSET_SIZE``, seed
+    ``KID_SEED``), ``mmd`` (at ``ref.mmd_sigma``), ``nn1_acc``/``nn1_real``/``nn1_fake``,
+    ``precision``, ``recall``, ``density`` and ``knn_coverage``. Both inner-product matrices
+    (n x n) are held at once: 400 MB at n = 5000, the most a score takes (``check_ns``).
     """
-    b = _sample_feats(ref, fake_feats)
+    b = ref.sample_feats(fake_feats)
     a = ref.feats
     (n, d), m = a.shape, b.shape[0]
-    if n * m + m * m > two_sample.KID_GRAM_MAX_ELEMS:
-        return _by_definition(ref, b)
+    if m != n:
+        raise ValueError(f"{m} sample features against a reference of {n}: the scores against "
+                         f"the reference compare sets of the same size")
+    if n * m + m * m > MAX_GRAM_ELEMS:
+        raise ValueError(f"n = {n} is more than the scores against a reference take; at most "
+                         f"{int((MAX_GRAM_ELEMS / 2) ** 0.5)} samples")
     b_sq = sq_norms(b)
     two_sigma2 = 2.0 * ref.mmd_sigma * ref.mmd_sigma
     g_ab, g_bb = a @ b.T, b @ b.T  # the only O(n m D) work; turned into KID kernels in place
+    fake_to_fake, yy_sum, fake_radius = _within_set_pass(g_bb, b_sq, ref.mmd_sigma, d)
     xy_sum = 0.0
     real_to_fake, fake_to_real = np.empty(n), np.full(m, np.inf)
+    in_real_ball = np.zeros(m, bool)    # precision: a real k-NN ball holds the sample
+    real_in_fake_ball = np.empty(n, bool)  # recall: a sample's k-NN ball holds the real point
+    density_count = np.zeros(m)         # density: how many real k-NN balls hold the sample
     for lo, hi in row_blocks(n, m):
         dist = sq_dists_from_gram(g_ab[lo:hi], ref.sq_norms[lo:hi], b_sq)
         real_to_fake[lo:hi] = dist.min(axis=1)
         np.minimum(fake_to_real, dist.min(axis=0), out=fake_to_real)
+        # strict "<", as prdc: a point exactly on a ball's edge is outside
+        in_real_ball |= (dist < ref.knn_sq_radius[PR_K][lo:hi, None]).any(axis=0)
+        real_in_fake_ball[lo:hi] = (dist < fake_radius[PR_K][None, :]).any(axis=1)
+        density_count += (dist < ref.knn_sq_radius[DC_K][lo:hi, None]).sum(axis=0)
         xy_sum += np.exp(-dist / two_sigma2).sum()
         two_sample.poly_kernel_inplace(g_ab[lo:hi], 1.0 / d, KID_COEF0, KID_DEGREE)
-    fake_to_fake, yy_sum = _within_set_pass(g_bb, b_sq, ref.mmd_sigma, d)
     # 1-NN ties go to the lower pooled index, and real rows come first: a tie is "real"
     real_ok = ref.nn_sq_dist <= real_to_fake
     fake_ok = fake_to_fake < fake_to_real
     out = {"mmd": float(ref.mmd_xx + yy_sum / (m * (m - 1)) - 2.0 * xy_sum / (n * m)),
            "nn1_acc": float((real_ok.sum() + fake_ok.sum()) / (n + m)),
-           "nn1_real": float(real_ok.mean()), "nn1_fake": float(fake_ok.mean())}
-    if m != n:
-        out["kid_mean"], out["kid_std"] = _kid_by_definition(ref, b)
-    elif ref.kid_ix is None:
+           "nn1_real": float(real_ok.mean()), "nn1_fake": float(fake_ok.mean()),
+           "precision": float(in_real_ball.mean()), "recall": float(real_in_fake_ball.mean()),
+           "density": float(density_count.sum() / (DC_K * m)),
+           "knn_coverage": float((real_to_fake < ref.knn_sq_radius[DC_K]).mean())}
+    if ref.kid_ix is None:
         out["kid_mean"] = float(ref.kid_xx[0] + two_sample.offdiag_mean(g_bb) - 2.0 * g_ab.mean())
         out["kid_std"] = 0.0
     else:
@@ -230,18 +240,3 @@ def _kid_sample_terms(ix: np.ndarray, iy: np.ndarray, k_ab: np.ndarray,
     ab = np.einsum("rj,rj->r", ind_x @ k_ab, ind_y)
     bb = np.einsum("rj,rj->r", ind_y @ k_bb, ind_y) - np.diagonal(k_bb)[iy].sum(axis=1)
     return bb / (size * (size - 1)) - 2.0 * ab / (size * size)
-
-
-def _kid_by_definition(ref: ReferenceStats, b: np.ndarray) -> tuple[float, float]:
-    return two_sample.kernel_inception_distance(
-        ref.feats, b, subsets=kid_subsets(b.shape[0]), subset_size=KID_SUBSET_SIZE,
-        degree=KID_DEGREE, coef0=KID_COEF0, seed=KID_SEED)
-
-
-def _by_definition(ref: ReferenceStats, b: np.ndarray) -> dict[str, float]:
-    nn1 = two_sample.nn1_accuracy(ref.feats, b)
-    kid, kid_std = _kid_by_definition(ref, b)
-    return {"kid_mean": kid, "kid_std": kid_std,
-            "mmd": two_sample.kernel_mmd(ref.feats, b, sigma=ref.mmd_sigma),
-            "nn1_acc": nn1["accuracy"], "nn1_real": nn1["real_accuracy"],
-            "nn1_fake": nn1["fake_accuracy"]}

@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 PROG = "score.py"
 COLUMNS = [("mean", "{P} mean"), ("std", "{P} std"), ("fid", "FID"), ("kid_mean", "KID mean"),
            ("kid_std", "KID std"), ("mmd", "MMD"), ("nn1_acc", "1-NN acc"),
-           ("nn1_real", "1-NN real"), ("nn1_fake", "1-NN fake"), ("coverage", "coverage"),
-           ("class_entropy", "class H")]
+           ("nn1_real", "1-NN real"), ("nn1_fake", "1-NN fake"), ("precision", "prec"),
+           ("recall", "recall"), ("density", "density"), ("knn_coverage", "coverage"),
+           ("class_coverage", "classes"), ("class_entropy", "class H")]
 
 
 def parser() -> ArgumentParser:

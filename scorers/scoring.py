@@ -4,7 +4,8 @@
 Keys are flat (``scorers.keys``), so they go straight into Ray Tune results and MLflow
 metrics. For each sample count n the first n samples are scored: the IS formula (10 splits)
 over the scorer's probabilities, and, in its features against the first n images of the real
-reference half, FID, KID, MMD and 1-NN, plus predicted-class coverage.
+reference half, FID, KID, MMD, 1-NN, precision, recall, density and coverage, plus
+predicted-class coverage.
 
 MMD's Gaussian bandwidth is the median pairwise distance of the reference images (one
 kernel for every trial of a sweep). The real-data ceiling (``ceiling``) is the same
@@ -20,7 +21,8 @@ import numpy as np
 from scorers import metrics
 from scorers.images import as_unit_float
 from scorers.realsplit import HALF
-from scorers.reference import frechet_distance_to_reference, two_sample_to_reference
+from scorers.fid import frechet_distance_to_reference
+from scorers.reference import two_sample_to_reference
 from scorers.keys import score_key
 from scorers.spec import N_CLASSES
 
@@ -65,7 +67,7 @@ def score_predictions(kind: str, probs: np.ndarray, feats: np.ndarray, reference
         stats["fid"] = frechet_distance_to_reference(ref, fake_f)
         stats.update(two_sample_to_reference(ref, fake_f))
         cov = metrics.class_coverage(fake_p, n_classes=N_CLASSES)
-        stats.update(coverage=cov["coverage"], class_entropy=cov["class_entropy"])
+        stats.update(class_coverage=cov["coverage"], class_entropy=cov["class_entropy"])
         out.update({score_key(kind, n, stat): value for stat, value in stats.items()})
     return {k: float(v) for k, v in out.items()}
 

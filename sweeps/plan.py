@@ -62,6 +62,7 @@ class SweepPlan:
     actor_names: dict  # kind -> actor name
     namespace: str
     scheduler: str
+    probe_n: int
     num_samples: int
     trial_cpus: float
     trial_gpus: float
@@ -207,6 +208,6 @@ def resolve_plan(request: SweepRequest, cluster: Cluster,
         paper_point=paper_point(request.space, request.dataset, preset),
         scorer_specs={kind: preset.scorer_spec(request.dataset, kind) for kind in KINDS},
         actor_names={kind: f"gensweep-{kind}-{sid}" for kind in KINDS},
-        namespace=NAMESPACE, scheduler=scheduler, num_samples=trials, cluster_gpus=float(cluster.gpus),
+        namespace=NAMESPACE, scheduler=scheduler, probe_n=preset.probe_samples, num_samples=trials, cluster_gpus=float(cluster.gpus),
         trial_constants=constants, estimate_minutes=round(expected, 1),
         estimate_max_minutes=round(worst, 1), **res)

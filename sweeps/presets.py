@@ -32,6 +32,9 @@ class Preset:
     batch_sizes: tuple[int, ...] = (64, 128, 256)
     latent_dims: tuple[int, ...] = (8, 16, 32, 64)
     scheduler: str = "none"
+    # TS of this many prior samples after every round: the scheduler's signal, and a learning
+    # curve of sample quality in MLflow (about a second per round on one CPU thread).
+    probe_samples: int = 1000
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 1.0  # the default share when the cluster has GPUs
     # Scorer fine-tuning: TrainSpec settings per kind, and per "dataset/kind" where a dataset
@@ -78,7 +81,7 @@ QUICK = Preset(
                           schedule="warmup-cosine"),
         "fashion-mnist/inception": dict(epochs=1, subset=24_000, batch_size=64, lr=2e-3,
                                         schedule="warmup-cosine"),
-        "vit": dict(epochs=4, batch_size=128, lr=2e-3),
+        "vit": dict(epochs=3, batch_size=64, lr=1e-3),
     },
     score_seconds=35.0, scorer_minutes_cpu=8.0)
 
@@ -86,7 +89,7 @@ QUICK = Preset(
 # the 2048-d FID / KID cost minutes, and smoke sweeps exist to exercise the plumbing.
 SMOKE = Preset(
     "smoke", arch="small", subset=500, test_subset=200, num_samples=2, ns=(200, 500),
-    epochs=(1, 1), gpus_per_trial=0.5,
+    epochs=(1, 1), gpus_per_trial=0.5, probe_samples=200,
     scorers={"inception": dict(epochs=1, subset=500, eval_subset=500),
              "vit": dict(epochs=1, subset=1000, eval_subset=500)},
     score_seconds=40.0, scorer_minutes_cpu=1.5, scorer_minutes_gpu=0.5)

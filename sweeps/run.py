@@ -126,6 +126,21 @@ def describe(plan) -> str:
             f"time; estimated {span}")
 
 
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM end the sweep at once, at any phase, as KeyboardInterrupt: every
+    phase is recorded in sweep.json and trials checkpoint every round, so ``--resume``
+    continues from there. Tune's own SIGINT handling (wind down, then return as if done) is
+    turned off, since a sweep that returned would be reported as finished."""
+    import signal
+
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -138,6 +153,7 @@ def main(argv=None) -> int:
     from trainables.datasets import DatasetError
 
     storage = args.storage or (request.storage if request else None)
+    stop_on_signals()
     try:
         if saved is not None:
             plan = SweepPlan.from_dict(saved["plan"]) if "plan" in saved else None

@@ -77,9 +77,45 @@ def preflight(request: SweepRequest) -> None:
     check_dataset(request)
 
 
+CONNECT_TIMEOUT_S = 10.0
+CURRENT_CLUSTER_FILE = Path("/tmp/ray/ray_current_cluster")  # where `ray start` leaves it
+
+
+def cluster_address(address: str) -> str:
+    """``address`` as host:port; ``auto`` is what $RAY_ADDRESS or `ray start` left behind."""
+    if address != "auto":
+        return address
+    found = os.environ.get("RAY_ADDRESS")
+    if not found and CURRENT_CLUSTER_FILE.is_file():
+        found = CURRENT_CLUSTER_FILE.read_text().strip()
+    if not found:
+        raise SweepError("--address auto found no running Ray cluster on this machine; start "
+                         "one with `ray start --head`, or omit --address for a local Ray")
+    return found
+
+
+def check_cluster(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail in seconds, not after minutes of Ray's retries, if nothing answers at ``address``."""
+    import re
+    import socket
+
+    plain = address[len("ray://"):] if address.startswith("ray://") else address
+    if not re.fullmatch(r"[\w.\-\[\]:]+:\d+", plain):
+        return  # another form (a URL): Ray itself says what is wrong with it
+    host, _, port = plain.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or exc
+        raise SweepError(f"Ray cluster at {address} is unreachable ({why}); check that it "
+                         f"runs (`ray status --address {plain}`) and the address is right, or "
+                         f"omit --address for a local Ray") from exc
+
+
 def init_ray(address: str | None):
-    """Ray for this sweep: the cluster at ``address``, or else always a new local one
-    (``address="local"``), never whatever cluster a stale temp file names."""
+    """Ray for this sweep: the cluster at ``address`` (checked to answer first), or else always
+    a new local one (``address="local"``), never whatever cluster a stale temp file names."""
     import ray
 
     if ray.is_initialized():
@@ -87,6 +123,8 @@ def init_ray(address: str | None):
     from sweeps.plan import NAMESPACE
 
     if address:
+        address = cluster_address(address)
+        check_cluster(address)
         ray.init(address=address, namespace=NAMESPACE)
     else:
         ray.init(address="local", namespace=NAMESPACE, include_dashboard=False)

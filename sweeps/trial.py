@@ -25,6 +25,7 @@ class TrialPlan:
     actor_names: dict = field(default_factory=dict)  # kind -> actor name
     namespace: str | None = None
     ns: tuple = (1000, 5000)
+    probe_n: int | None = None  # TS of this many prior samples after every round (for ASHA)
 
 
 def actor_scorer(actor_names: dict, namespace: str | None, ns, dataset: str):
@@ -45,6 +46,19 @@ def actor_scorer(actor_names: dict, namespace: str | None, ns, dataset: str):
     return score
 
 
+def probe_scorer(actor_names: dict, namespace: str | None, n: int, dataset: str):
+    """``samples -> {probe key: TS}`` from the ViT actor alone: about a second for 1,000
+    samples on one CPU thread, so it can run after every round."""
+    from scorers.keys import probe_key, score_key
+
+    vit = actor_scorer({"vit": actor_names["vit"]}, namespace, (n,), dataset)
+
+    def score(samples) -> dict:
+        return {probe_key(n): vit(samples)[score_key("vit", n, "mean")]}
+
+    return score
+
+
 def trial_config(config: dict, trial_plan: TrialPlan) -> dict:
     """The trial's TrainConfig fields: the shared constants, then its hyperparameters."""
     hyper = {k: v for k, v in config.items() if k not in LEGACY_PLUMBING}
@@ -55,9 +69,15 @@ def sweep_trial(config: dict, trial_plan: TrialPlan) -> None:
     """Ray Tune function trainable for sweeps: ``trainables.trainable.train`` + shared scoring."""
     from trainables.trainable import train
 
+    from trainables.trainable import Probe
+
     values = trial_config(config, trial_plan)
-    scorer = None
+    scorer = probe = None
     if trial_plan.actor_names:
         scorer = actor_scorer(trial_plan.actor_names, trial_plan.namespace, trial_plan.ns,
                               values["dataset"])
-    train(values, scorer=scorer)
+        if trial_plan.probe_n:
+            probe = Probe(trial_plan.probe_n, probe_scorer(
+                trial_plan.actor_names, trial_plan.namespace, trial_plan.probe_n,
+                values["dataset"]))
+    train(values, scorer=scorer, probe=probe)

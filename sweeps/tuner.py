@@ -12,6 +12,7 @@ import logging
 import os
 from pathlib import Path
 
+from scorers.keys import probe_key
 from sweeps.spaces import SPACES
 from sweeps.trial import TrialPlan
 
@@ -25,7 +26,7 @@ def search_space(plan) -> dict:
 
 def trial_plan(plan) -> TrialPlan:
     return TrialPlan(constants=dict(plan.trial_constants), actor_names=dict(plan.actor_names),
-                     namespace=plan.namespace, ns=tuple(plan.ns))
+                     namespace=plan.namespace, ns=tuple(plan.ns), probe_n=plan.probe_n)
 
 
 def make_searcher(plan):
@@ -52,9 +53,11 @@ def make_searcher(plan):
 
 
 def make_scheduler(plan):
-    """ASHA on the per-round test reconstruction error, with training images as its clock:
-    a trial is judged after a quarter of its budget and again at half, against the trials
-    that reached the same point, and only the better half goes on."""
+    """ASHA on the per-round TS probe (the TS of the plan's ``probe_n`` prior samples), with
+    training images as its clock: a trial is judged after a quarter of its budget and again
+    at half, against the trials that reached the same point, and only the better half goes
+    on. Sample quality, not reconstruction error, is what the objective rewards: a VAE with
+    a larger latent space reconstructs better and samples worse."""
     if plan.scheduler == "none":
         return None
     from ray.tune.schedulers import ASHAScheduler
@@ -66,7 +69,7 @@ def make_scheduler(plan):
         budget, grace = preset.epochs[1] * n_train, max(1, preset.epochs[0] // 2) * n_train
     else:
         grace = max(preset.report_images or budget, budget / 4)
-    return ASHAScheduler(time_attr="images_seen", metric="test_pixel_mse", mode="min",
+    return ASHAScheduler(time_attr="images_seen", metric=probe_key(plan.probe_n), mode="max",
                          max_t=int(budget), grace_period=int(grace), reduction_factor=2)
 
 

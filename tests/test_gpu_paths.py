@@ -11,7 +11,6 @@ intent; and that the scorer cache holds no half-built folder.
 import json
 import os
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path

@@ -1,4 +1,6 @@
-"""Score maths checked against hand-worked values and brute-force reference loops."""
+"""Score maths checked against hand-worked values and brute-force reference loops: the
+shipped IS, class coverage and general FID, and the definitional KID / MMD / 1-NN of
+``tests/oracles.py`` that the shipped scores against a reference are checked against."""
 import logging
 import math
 import warnings
@@ -8,17 +10,12 @@ import pytest
 from scipy import linalg
 from scipy.spatial.distance import pdist
 
+import oracles as two_sample
 import scorers.arrays as arrays
-import scorers.metrics as metrics
-import scorers.two_sample as two_sample
-from scorers.metrics import (
-    class_coverage,
-    frechet_distance,
-    frechet_distance_from_stats,
-    gaussian_stats,
-    inception_score,
-)
-from scorers.two_sample import kernel_inception_distance, kernel_mmd, nn1_accuracy
+import scorers.fid as fid
+from oracles import kernel_inception_distance, kernel_mmd, nn1_accuracy
+from scorers.fid import frechet_distance_general as frechet_distance
+from scorers.metrics import class_coverage, inception_score
 
 
 # ---------------------------------------------------------------- Inception Score
@@ -29,9 +26,9 @@ def test_is_uniform_predictions_is_one():
 
 
 def test_is_confident_balanced_one_hot_is_n_classes():
-    # every chunk holds each of the 10 classes twice: KL = ln 10 per sample
+    # in file order every chunk holds each of the 10 classes twice: KL = ln 10 per sample
     probs = np.eye(10)[np.tile(np.arange(10), 6)]
-    mean, std = inception_score(probs, splits=3)
+    mean, std = inception_score(probs, splits=3, shuffle_seed=None)
     assert mean == pytest.approx(10.0, rel=1e-12)
     assert std == pytest.approx(0.0, abs=1e-12)
 
@@ -45,18 +42,37 @@ def test_is_two_class_hand_worked():
     assert std == 0.0
 
 
-def test_is_splits_are_taken_in_order():
+def test_is_splits_in_file_order_by_hand():
+    # shuffle_seed=None: the TF reference's splits, in file order.
     # chunk 1 = {class 0, class 1} -> IS 2; chunk 2 = {class 0, class 0} -> IS 1.
     # mean 1.5, population std sqrt(((2-1.5)^2 + (1-1.5)^2) / 2) = 0.5
     probs = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
-    assert inception_score(probs, splits=2) == pytest.approx((1.5, 0.5), abs=1e-12)
+    assert inception_score(probs, 2, shuffle_seed=None) == pytest.approx((1.5, 0.5), abs=1e-12)
     # the same two classes twice each: sorted, each chunk holds one class -> IS 1, 1;
-    # interleaved, each chunk holds both -> IS 2, 2. No shuffling happens inside.
+    # interleaved, each chunk holds both -> IS 2, 2.
     sorted_rows = np.eye(2)[[0, 0, 1, 1]]
-    assert inception_score(sorted_rows, splits=2) == pytest.approx((1.0, 0.0), abs=1e-12)
-    assert inception_score(sorted_rows[[0, 2, 1, 3]], splits=2) == pytest.approx((2.0, 0.0))
+    assert inception_score(sorted_rows, 2, shuffle_seed=None) == pytest.approx((1.0, 0.0))
+    assert inception_score(sorted_rows[[0, 2, 1, 3]], 2, shuffle_seed=None) == pytest.approx(
+        (2.0, 0.0))
     # pooled (splits=1): p(y) = [3/4, 1/4], KL = 3/4 ln(4/3) + 1/4 ln 4 -> (4/3)**0.75 * 4**0.25
     assert inception_score(probs, splits=1)[0] == pytest.approx((4 / 3) ** 0.75 * 4 ** 0.25)
+
+
+def test_is_does_not_depend_on_the_order_of_the_rows():
+    """A confident, balanced set sorted by class (as a balanced export writes it) scores as
+    the same set shuffled, within one split std; in file order it would score 1."""
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(10), 500)  # sorted by class, 5,000 rows
+    probs = np.full((5000, 10), 0.002)
+    probs[np.arange(5000), labels] = 0.982
+    probs += rng.uniform(0, 0.004, size=probs.shape)
+    probs /= probs.sum(1, keepdims=True)
+    shuffled = probs[rng.permutation(5000)]
+    sorted_mean, sorted_std = inception_score(probs)
+    mixed_mean, mixed_std = inception_score(shuffled)
+    assert sorted_mean > 7 and abs(sorted_mean - mixed_mean) <= max(sorted_std, mixed_std)
+    assert inception_score(probs, shuffle_seed=None)[0] == pytest.approx(1.0, abs=0.01)
+    assert inception_score(probs) == inception_score(probs)  # a fixed seed: deterministic
 
 
 def test_is_array_split_uneven_chunks():
@@ -64,7 +80,7 @@ def test_is_array_split_uneven_chunks():
     probs = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
     # chunk 1 p(y) = [1/3, 2/3]: mean KL = 1/3 ln 3 + 2/3 ln 1.5; chunk 2 is all class 0 -> 1
     first = 3 ** (1 / 3) * 1.5 ** (2 / 3)
-    mean, std = inception_score(probs, splits=2)
+    mean, std = inception_score(probs, splits=2, shuffle_seed=None)
     assert mean == pytest.approx((first + 1.0) / 2)
     assert std == pytest.approx(abs(first - 1.0) / 2)
 
@@ -134,24 +150,19 @@ def test_fid_matches_sqrtm_reference(n1, n2):
     a, b = _correlated(rng, n1), _correlated(rng, n2, shift=0.3)[:, ::-1]  # large where a is small
     ref = _fid_sqrtm_reference(a, b)
     assert frechet_distance(a, b) == pytest.approx(ref, rel=1e-6)
-    assert frechet_distance_from_stats(*gaussian_stats(a), *gaussian_stats(b)) == pytest.approx(
-        ref, rel=1e-6)
-    mu, sigma = gaussian_stats(a)
-    np.testing.assert_allclose(mu, a.mean(axis=0), rtol=1e-12)
-    np.testing.assert_allclose(sigma, np.cov(a, rowvar=False), rtol=1e-9, atol=1e-12)
 
 
 def test_fid_eps_offset_fallback(monkeypatch, caplog):
     rng = np.random.default_rng(15)
     a, b = _correlated(rng, 200, d=8), _correlated(rng, 150, d=8, shift=0.2)
-    real, calls = metrics._tr_sqrt_product, []
+    real, calls = fid._tr_sqrt_product, []
 
     def fails_once(s1, s2):
         calls.append(1)
         return np.nan if len(calls) == 1 else real(s1, s2)
 
-    monkeypatch.setattr(metrics, "_tr_sqrt_product", fails_once)
-    with caplog.at_level(logging.WARNING, logger="scorers.metrics"):
+    monkeypatch.setattr(fid, "_tr_sqrt_product", fails_once)
+    with caplog.at_level(logging.WARNING, logger="scorers.fid"):
         got = frechet_distance(a, b)
     assert len(calls) == 2 and "adding 1e-06 to the diagonals" in caplog.text
     assert got == pytest.approx(_fid_sqrtm_reference(a, b, offset=1e-6), rel=1e-9)
@@ -169,19 +180,13 @@ def test_fid_gram_failure_falls_back_to_stats(monkeypatch):
     assert frechet_distance(a, b) == pytest.approx(_fid_sqrtm_reference(a, b), rel=1e-6)
 
 
-def test_fid_from_stats_bad_input():
+def test_fid_refuses_covariances_that_are_not_psd():
     mu, s = np.zeros(3), np.eye(3)
-    with pytest.raises(ValueError, match="shape"):
-        frechet_distance_from_stats(mu, s, np.zeros(4), np.eye(4))
-    with pytest.raises(ValueError, match="symmetric"):
-        frechet_distance_from_stats(mu, s, mu, np.triu(np.ones((3, 3))))
-    with pytest.raises(ValueError, match="NaN or inf"):
-        frechet_distance_from_stats(mu, s, mu + np.nan, s)
     for s1, s2 in ((s, -s), (-s, s), (np.diag([1.0, 1.0, -0.5]), s)):
         with pytest.raises(ValueError, match="positive semi-definite"):
-            frechet_distance_from_stats(mu, s1, mu, s2)
+            fid._fid_from_stats(mu, s1, mu, s2)
     with pytest.raises(ValueError, match="too few samples"):
-        gaussian_stats(np.zeros((1, 3)))
+        frechet_distance(np.zeros((1, 3)), np.zeros((4, 3)))
 
 
 # ---------------------------------------------------------------- KID

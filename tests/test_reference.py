@@ -2,16 +2,12 @@
 import numpy as np
 import pytest
 
+import oracles
 import scorers.arrays as arrays
 import scorers.reference as reference
-import scorers.two_sample as two_sample
-from scorers import metrics
-from scorers.reference import (
-    frechet_distance_to_reference,
-    kid_subsets,
-    reference_stats,
-    two_sample_to_reference,
-)
+from scorers.fid import frechet_distance_to_reference
+from scorers.reference import kid_subsets, reference_stats, two_sample_to_reference
+from scorers.two_sample import median_pairwise_distance
 
 
 @pytest.mark.parametrize("n_real, n_fake, dim, singular", [
@@ -29,24 +25,29 @@ def test_fid_against_precomputed_reference_equals_the_definition(n_real, n_fake,
     ref = reference_stats(real)
     assert (ref.factor is None) == (singular or n_real <= dim)
     for sample in (fake, real[: min(n_fake, n_real)]):
-        want = metrics.frechet_distance(real, sample)
-        assert frechet_distance_to_reference(ref, sample) == pytest.approx(want, rel=1e-7, abs=1e-7)
+        want = oracles.frechet_distance(real, sample)
+        # sqrtm (the oracle) loses digits on rank-deficient products: 1e-6, as in test_metrics
+        assert frechet_distance_to_reference(ref, sample) == pytest.approx(want, rel=1e-6, abs=1e-7)
     with pytest.raises(ValueError, match="features of the same scorer"):
         frechet_distance_to_reference(ref, fake[:, :-1])
 
 
 def _by_the_definitions(real, fake):
-    nn1 = two_sample.nn1_accuracy(real, fake)
-    kid = two_sample.kernel_inception_distance(
+    nn1 = oracles.nn1_accuracy(real, fake)
+    kid = oracles.kernel_inception_distance(
         real, fake, subsets=kid_subsets(len(fake)), subset_size=reference.KID_SUBSET_SIZE, seed=0)
+    pr, dc = oracles.prdc(real, fake, reference.PR_K), oracles.prdc(real, fake, reference.DC_K)
     return {"kid_mean": kid[0], "kid_std": kid[1],
-            "mmd": two_sample.kernel_mmd(real, fake, sigma=two_sample.median_pairwise_distance(real)),
+            "mmd": oracles.kernel_mmd(real, fake, sigma=median_pairwise_distance(real)),
             "nn1_acc": nn1["accuracy"], "nn1_real": nn1["real_accuracy"],
-            "nn1_fake": nn1["fake_accuracy"]}
+            "nn1_fake": nn1["fake_accuracy"], "precision": pr["precision"],
+            "recall": pr["recall"], "density": dc["density"], "knn_coverage": dc["coverage"]}
 
 
 def _assert_same(got, want, exact_nn1):
     assert set(got) == set(want)
+    for key in ("precision", "recall", "density", "knn_coverage"):
+        assert got[key] == pytest.approx(want[key], abs=1e-12), key
     for key in ("kid_mean", "kid_std", "mmd"):
         assert got[key] == pytest.approx(want[key], rel=1e-9, abs=1e-12), key
     for key in ("nn1_acc", "nn1_real", "nn1_fake"):
@@ -57,7 +58,6 @@ def _assert_same(got, want, exact_nn1):
     (60, 60, 1000, 1 << 22),  # n <= subset size: one round over all rows
     (60, 60, 25, 1 << 22),    # random rounds of 25, real terms cached
     (60, 60, 25, 90),         # the same in row blocks of 1-2 rows
-    (60, 45, 25, 1 << 22),    # sample size differs from the reference: KID by definition
 ])
 def test_two_sample_against_reference_equals_the_definitions(monkeypatch, n, m, size, block):
     monkeypatch.setattr(reference, "KID_SUBSET_SIZE", size)
@@ -66,7 +66,7 @@ def test_two_sample_against_reference_equals_the_definitions(monkeypatch, n, m, 
     rng = np.random.default_rng(n + m + size)
     real = rng.normal(size=(n, 12))
     ref = reference_stats(real)
-    assert ref.mmd_sigma == two_sample.median_pairwise_distance(real)
+    assert ref.mmd_sigma == median_pairwise_distance(real)
     for fake in (rng.normal(0.4, 1.3, size=(m, 12)), real[:m] + 1e-3 * rng.normal(size=(m, 12))):
         _assert_same(two_sample_to_reference(ref, fake), _by_the_definitions(real, fake), True)
     assert two_sample_to_reference(ref, real[:m])["nn1_fake"] == 0.0  # copies are caught
@@ -81,18 +81,15 @@ def test_two_sample_ties_and_duplicates_match_the_definitions(monkeypatch):
     _assert_same(got, _by_the_definitions(real, fake), exact_nn1=True)
 
 
-def test_two_sample_beyond_the_kernel_limit_goes_by_definition(monkeypatch):
+def test_two_sample_refuses_other_sizes_and_more_than_it_holds(monkeypatch):
     rng = np.random.default_rng(5)
-    real, fake = rng.normal(size=(50, 8)), rng.normal(0.5, 1.0, size=(50, 8))
+    real = rng.normal(size=(50, 8))
     ref = reference_stats(real)
-    fast = two_sample_to_reference(ref, fake)
-    monkeypatch.setattr(two_sample, "KID_GRAM_MAX_ELEMS", 100)
-    calls = []
-    real_nn1 = two_sample.nn1_accuracy
-    monkeypatch.setattr(two_sample, "nn1_accuracy", lambda *a: calls.append(1) or real_nn1(*a))
-    slow = two_sample_to_reference(ref, fake)
-    assert calls, "the definition path was not taken"
-    _assert_same(slow, fast, exact_nn1=True)
+    with pytest.raises(ValueError, match="45 sample features against a reference of 50"):
+        two_sample_to_reference(ref, real[:45])
+    monkeypatch.setattr(reference, "MAX_GRAM_ELEMS", 100)
+    with pytest.raises(ValueError, match="more than the scores against a reference take"):
+        two_sample_to_reference(ref, real + 1)
 
 
 def test_two_sample_scores_move_the_right_way():
@@ -104,6 +101,10 @@ def test_two_sample_scores_move_the_right_way():
     assert abs(same["kid_mean"]) < 0.05 and abs(same["mmd"]) < 0.02
     assert far["kid_mean"] > 10 * abs(same["kid_mean"]) and far["mmd"] > 0.2
     assert 0.35 < same["nn1_acc"] < 0.65 and far["nn1_acc"] > 0.85
+    assert same["precision"] > 0.8 and same["recall"] > 0.8 and same["knn_coverage"] > 0.8
+    assert far["precision"] < 0.5 and far["knn_coverage"] < 0.5
+    copies = two_sample_to_reference(ref, real)  # every sample sits on a real point
+    assert copies["precision"] == 1.0 and copies["knn_coverage"] == 1.0
 
 
 def test_reference_of_duplicates_and_mismatched_samples_are_refused():

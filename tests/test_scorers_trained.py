@@ -5,7 +5,6 @@ Each tiny scorer is fine-tuned once per session: the fixtures call ``ensure_scor
 against the session cache set up by conftest.py, so test_scorers_actor.py reuses them.
 """
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -43,17 +42,10 @@ TINY_INCEPTION_MIN_ACCURACY = 0.5
 # Seconds: for cache reuse / force / interruption, where accuracy does not matter.
 MICRO_VIT = dict(dataset="mnist", kind="vit", epochs=1, subset=300, batch_size=64,
                  eval_subset=200, seed=0)
-EXPECTED_SUFFIXES = ["fid_{k}_{n}", "kid_{k}_{n}_mean", "kid_{k}_{n}_std", "mmd_{k}_{n}",
-                     "nn1_{k}_{n}_acc", "nn1_{k}_{n}_real", "nn1_{k}_{n}_fake", "coverage_{k}_{n}",
-                     "class_entropy_{k}_{n}"]
+def expected_keys(kind, ns):
+    from scorers.keys import STATS, score_key
 
-
-def expected_keys(kind, labels):
-    p = {"inception": "is", "vit": "ts"}[kind]
-    keys = set()
-    for n in labels:
-        keys |= {f"{p}_{n}_mean", f"{p}_{n}_std"} | {s.format(k=kind, n=n) for s in EXPECTED_SUFFIXES}
-    return keys
+    return {score_key(kind, n, stat) for n in ns for stat in STATS}
 
 
 @pytest.fixture(scope="session")
@@ -222,7 +214,7 @@ def test_score_keys_and_real_ceiling_beats_noise_vit(vit):
     ns = (200, 1000)
     real = ceiling(vit, ns)
     noise = score_images(vit, noise_images(1000), ns, dataset="mnist")
-    assert set(real) == set(noise) == expected_keys("vit", ["200", "1k"])
+    assert set(real) == set(noise) == expected_keys("vit", ns)
     assert all(isinstance(v, float) and np.isfinite(v) for v in [*real.values(), *noise.values()])
     assert real["ts_1k_mean"] > noise["ts_1k_mean"] + 1.0
     assert real["fid_vit_1k"] < noise["fid_vit_1k"] / 5
@@ -230,7 +222,9 @@ def test_score_keys_and_real_ceiling_beats_noise_vit(vit):
     assert real["mmd_vit_1k"] < noise["mmd_vit_1k"]
     # Two halves of the real test set: hard to tell apart; noise: trivially apart.
     assert abs(real["nn1_vit_1k_acc"] - 0.5) < 0.1 and noise["nn1_vit_1k_acc"] > 0.95
-    assert real["coverage_vit_1k"] == 1.0
+    assert real["class_coverage_vit_1k"] == 1.0
+    assert real["precision_vit_1k"] > 0.6 and real["recall_vit_1k"] > 0.6
+    assert real["precision_vit_1k"] > noise["precision_vit_1k"]
     assert real["class_entropy_vit_1k"] > 0.9 * np.log(10)
 
 
@@ -275,7 +269,7 @@ def test_score_keys_and_real_ceiling_beats_noise_inception(inception_dir):
     scorer = load_scorer(inception_dir)
     real = ceiling(scorer, (1000,))
     noise = score_images(scorer, noise_images(1000), (1000,), dataset="mnist")
-    assert set(real) == set(noise) == expected_keys("inception", ["1k"])
+    assert set(real) == set(noise) == expected_keys("inception", (1000,))
     assert real["is_1k_mean"] > noise["is_1k_mean"]
     assert real["fid_inception_1k"] < noise["fid_inception_1k"]
     assert real["nn1_inception_1k_acc"] < noise["nn1_inception_1k_acc"]

@@ -124,7 +124,7 @@ def test_multi_objective_and_asha(tmp_path):
     assert searcher.metric == ["is_500_mean", "ts_500_mean"]
     scheduler = make_scheduler(plan)
     assert type(scheduler).__name__ == "AsyncHyperBandScheduler"
-    assert scheduler.metric == "test_pixel_mse"
+    assert scheduler.metric == "probe_ts_200"
     assert make_scheduler(plan_for(tmp_path, space="vae", preset="smoke")) is None
 
 

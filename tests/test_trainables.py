@@ -3,7 +3,6 @@ import json
 import pickle
 import subprocess
 import sys
-from contextlib import contextmanager
 
 import numpy as np
 import pytest

@@ -83,8 +83,17 @@ def round_steps(cfg: TrainConfig, n_train: int) -> list[int]:
     return [min(every, total - done) for done in range(0, total, every)]
 
 
+@dataclass(frozen=True)
+class Probe:
+    """A cheap look at sample quality after every round: ``score`` of ``n`` prior samples
+    (a sweep uses its ViT actor, so a scheduler can stop trials whose samples are poor)."""
+
+    n: int
+    score: Callable[[np.ndarray], dict]
+
+
 def run_training(cfg: TrainConfig, reporter, scorer: Callable[[np.ndarray], dict] | None = None,
-                 ) -> TrainResult:
+                 probe: Probe | None = None) -> TrainResult:
     """Train ``cfg`` to the end (resuming if the reporter holds a checkpoint)."""
     from trainables.datasets import load_dataset
     from trainables.networks import build_model
@@ -146,6 +155,9 @@ def run_training(cfg: TrainConfig, reporter, scorer: Callable[[np.ndarray], dict
                    "round_time_s": time.perf_counter() - t0, "train_time_s": train_time,
                    "images_per_s": taken / train_time,
                    "wall_time_s": wall, **where}
+        if probe is not None:
+            # its own seeded generator: the probe never shifts the training RNG
+            metrics.update(probe.score(sample_prior(model, probe.n, seed=cfg.seed + 3)))
         history.append({k: v for k, v in metrics.items() if k != "status"})
         with reporter.checkpoint_dir() as folder:
             ckpt.save_checkpoint(folder, model, optimizers, generator,
@@ -263,7 +275,8 @@ def _reportable(value) -> bool:
     return isinstance(value, (int, float, str, bool))
 
 
-def train(config: dict, scorer: Callable[[np.ndarray], dict] | None = None) -> TrainResult:
+def train(config: dict, scorer: Callable[[np.ndarray], dict] | None = None,
+          probe: Probe | None = None) -> TrainResult:
     """Ray Tune function trainable for either model (``config["model"]``); ``config`` holds
     :class:`TrainConfig` fields only."""
-    return run_training(TrainConfig.from_dict(config), TuneReporter(), scorer)
+    return run_training(TrainConfig.from_dict(config), TuneReporter(), scorer, probe)
