@@ -48,17 +48,18 @@ class ScorerActor:
         self._scorer.check_dataset(expected_dataset)
         self._folder = str(Path(scorer_dir).expanduser().resolve())
 
-    def score(self, images, ns=(1000, 5000), dataset: str | None = None) -> dict:
+    def score(self, images, ns=(1000, 5000), dataset: str | None = None,
+              train: dict | None = None) -> dict:
         """``scorers.scoring.score_images`` of ``images`` (flat dict of floats)."""
         from scorers.scoring import score_images
 
-        return score_images(self._scorer, images, ns=ns, dataset=dataset)
+        return score_images(self._scorer, images, ns=ns, dataset=dataset, train=train)
 
-    def ceiling(self, ns=(1000, 5000)) -> dict:
+    def ceiling(self, ns=(1000, 5000), train: dict | None = None) -> dict:
         """The real-test ceiling (first n images of the real ceiling half), same keys."""
         from scorers.scoring import ceiling
 
-        return ceiling(self._scorer, ns)
+        return ceiling(self._scorer, ns, train=train)
 
     def info(self) -> dict:
         """The scorer's metadata (kind, dataset, scorer_id, test_accuracy, ...), its folder,

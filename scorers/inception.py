@@ -186,9 +186,10 @@ def learning_rate(lr: float, schedule: str, total_steps: int):
 
 def fit(model, images: np.ndarray, labels: np.ndarray, *, epochs: int, batch_size: int,
         lr: float, seed: int, epoch_end, progress: bool = True,
-        schedule: str = "constant") -> None:
+        schedule: str = "constant", augment=None) -> None:
     """Fine-tune ``model`` on (N, 28, 28) float [0, 1] ``images``; ``epoch_end(epoch, logs)``
-    runs after each epoch (and after BN re-estimation) to evaluate."""
+    runs after each epoch (and after BN re-estimation) to evaluate. ``augment(images,
+    epoch)`` gives each epoch's training images (default: the images themselves)."""
     configure_tf()
     import keras
     from tqdm.auto import tqdm
@@ -217,9 +218,10 @@ def fit(model, images: np.ndarray, labels: np.ndarray, *, epochs: int, batch_siz
             self.bar.close()
 
     for epoch in range(epochs):
-        hist = trainer.fit(x, y, batch_size=batch_size, epochs=1, shuffle=True, verbose=0,
+        xe = x if augment is None else augment(images, epoch)[..., None].astype(np.float32)
+        hist = trainer.fit(xe, y, batch_size=batch_size, epochs=1, shuffle=True, verbose=0,
                            callbacks=[Bar()])
-        recalibrate_batchnorm(model, x, seed + epoch)
+        recalibrate_batchnorm(model, xe, seed + epoch)  # the statistics of what it trained on
         epoch_end(epoch, {"train_loss": float(hist.history["loss"][-1]),
                           "train_accuracy": float(hist.history["accuracy"][-1])})
 

@@ -17,6 +17,10 @@ Inception and Transformer Scores) and a sample count n (label L: 1000 -> ``1k``,
 ``class_coverage`` was ``coverage_K_L`` before precision and recall came (16ac32f and
 earlier); the k-NN coverage of Naeem et al. is ``knn_coverage``, so no name changed meaning.
 
+Memorisation (``scorers.memorisation``), at the largest n, against the generator's training
+images, in pixel space and in the ViT's features: ``memorised_S_L``, ``authenticity_S_L``
+(S = ``pixels`` or ``vit``).
+
 The real-data ceiling of a key is ``ceiling_<key>`` on the sweep's parent run; a sweep's
 scheduler judges trials by ``probe_ts_L``, the TS of L prior samples after every round.
 """
@@ -59,6 +63,18 @@ def objective_keys(objective: str, ns) -> tuple[str, ...]:
         raise ValueError(f"objective {objective!r} unknown; choose one of "
                          f"{', '.join(OBJECTIVES)}")
     return tuple(score_key(kind, max(ns), "mean") for kind in OBJECTIVES[objective])
+
+
+MEMO_STATS = ("memorised", "authenticity")
+MEMO_SPACES = ("pixels", "vit")  # where samples are compared with the training images
+
+
+def memo_key(space: str, n: int, stat: str) -> str:
+    """``memorised_pixels_5k``, ``authenticity_vit_5k``, ... (``scorers.memorisation``)."""
+    if space not in MEMO_SPACES or stat not in MEMO_STATS:
+        raise ValueError(f"memorisation {stat!r} in {space!r} unknown; expected one of "
+                         f"{MEMO_STATS} in one of {MEMO_SPACES}")
+    return f"{stat}_{space}_{n_label(n)}"
 
 
 def probe_key(n: int) -> str:

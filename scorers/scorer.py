@@ -54,6 +54,7 @@ class Scorer:
         self._known[idx] = True
         self._test_images: np.ndarray | None = None
         self._reference_stats: dict = {}
+        self._training_sets: dict = {}
 
     @classmethod
     def load(cls, path, data_dir=None) -> "Scorer":
@@ -123,6 +124,22 @@ class Scorer:
             self._probs[missing], self._feats[missing] = probs, feats
             self._known[missing] = True
         return self._probs[idx].copy(), self._feats[idx].copy()
+
+    def training_set(self, subset: int | None = None, seed: int = 0):
+        """The generator's training images (the dataset's training split, or the stratified
+        ``subset`` a trial trained on) in this scorer's features, as a
+        ``scorers.memorisation.TrainingSet``; computed once per (subset, seed)."""
+        key = (subset, seed)
+        if key not in self._training_sets:
+            from scorers.memorisation import training_set
+            from trainables.datasets import load_dataset
+
+            images = load_dataset(self.dataset, data_dir=self.data_dir, subset=subset,
+                                  seed=seed).train.images
+            log.info("%s scorer: features of %d training images for the memorisation check",
+                     self.kind, len(images))
+            self._training_sets[key] = training_set(self.predict(images)[1])
+        return self._training_sets[key]
 
     def reference_stats(self, n: int):
         """The real side of every score against the first ``n`` real reference images

@@ -72,11 +72,24 @@ def score_predictions(kind: str, probs: np.ndarray, feats: np.ndarray, reference
     return {k: float(v) for k, v in out.items()}
 
 
-def score_images(scorer, images, ns=(1000, 5000), dataset: str | None = None) -> dict[str, float]:
+def memorisation_scores(scorer, feats: np.ndarray, n: int, train: dict) -> dict[str, float]:
+    """``memorised`` and ``authenticity`` of the first n samples' features against the
+    training images ``train`` describes ({"subset": ..., "seed": ...})."""
+    from scorers.keys import memo_key
+    from scorers.memorisation import memorisation
+
+    res = memorisation(scorer.training_set(**train), feats[:n])
+    return {memo_key(scorer.kind, n, stat): res[stat] for stat in ("memorised", "authenticity")}
+
+
+def score_images(scorer, images, ns=(1000, 5000), dataset: str | None = None,
+                 train: dict | None = None) -> dict[str, float]:
     """Scores of ``images`` (N >= max(ns); the first n are used for each n) under ``scorer``.
 
     ``dataset``: what the images are samples of; a scorer fine-tuned on another dataset
-    raises ValueError, as do malformed images (see ``scorers.images``).
+    raises ValueError, as do malformed images (see ``scorers.images``). ``train``: the
+    generator's training images ({"subset": ..., "seed": ...}); given, the memorisation
+    scores in this scorer's features are added at the largest n.
     """
     ns = check_ns(ns)
     scorer.check_dataset(dataset)
@@ -85,11 +98,18 @@ def score_images(scorer, images, ns=(1000, 5000), dataset: str | None = None) ->
         raise ValueError(f"{len(x)} images given but n={max(ns)} requested; expected at least "
                          f"{max(ns)} images")
     probs, feats = scorer.predict(x[:max(ns)])
-    return score_predictions(scorer.kind, probs, feats, scorer.reference_stats, ns)
+    out = score_predictions(scorer.kind, probs, feats, scorer.reference_stats, ns)
+    if train is not None:
+        out.update(memorisation_scores(scorer, feats, max(ns), train))
+    return out
 
 
-def ceiling(scorer, ns=(1000, 5000)) -> dict[str, float]:
-    """The real-data ceiling: the same scores for the first n images of the real ceiling half."""
+def ceiling(scorer, ns=(1000, 5000), train: dict | None = None) -> dict[str, float]:
+    """The real-data ceiling: the same scores for the first n images of the real ceiling half
+    (test images: never trained on, so their memorisation scores are what fresh draws get)."""
     ns = check_ns(ns)
     probs, feats = scorer.real("ceiling", max(ns))
-    return score_predictions(scorer.kind, probs, feats, scorer.reference_stats, ns)
+    out = score_predictions(scorer.kind, probs, feats, scorer.reference_stats, ns)
+    if train is not None:
+        out.update(memorisation_scores(scorer, feats, max(ns), train))
+    return out

@@ -15,6 +15,7 @@ import logging
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from scorers.degrade import AUGMENTS
 from trainables.datasets import DATASETS
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,10 @@ FORMAT_VERSION = 1
 # Inception: the paper's fine-tuning settings (section 4.2.3). ViT: same batch/epochs; lr 1e-3
 # with AdamW + warm-up/cosine is the usual from-scratch recipe for small ViTs (docs/scorers.md).
 DEFAULTS = {
-    "inception": {"epochs": 20, "batch_size": 128, "lr": 1e-3, "schedule": "constant"},
-    "vit": {"epochs": 20, "batch_size": 128, "lr": 1e-3, "schedule": "warmup-cosine"},
+    "inception": {"epochs": 20, "batch_size": 128, "lr": 1e-3, "schedule": "constant",
+                  "augment": "none"},
+    "vit": {"epochs": 20, "batch_size": 128, "lr": 1e-3, "schedule": "warmup-cosine",
+            "augment": "none"},
 }
 # Learning-rate schedules over the whole fine-tune: constant (the paper's Adam), or linear
 # warm-up over the first 5% of steps then cosine decay to 0 (what a short budget needs).
@@ -78,6 +81,7 @@ class TrainSpec:
     eval_subset: int | None = None  # test images for accuracy + real features; None = 10,000
     seed: int = 0
     schedule: str | None = None  # one of SCHEDULES; None = the kind's default
+    augment: str | None = None  # "degrade": blurred / dimmed copies (scorers.degrade)
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -99,6 +103,9 @@ class TrainSpec:
             raise ValueError(f"lr must be a number in (0, 1); got {self.lr!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer; got {self.seed!r}")
+        if self.augment is not None and self.augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}; got "
+                             f"{self.augment!r}")
         if self.schedule is not None and self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got "
                              f"{self.schedule!r}")
@@ -112,7 +119,8 @@ class TrainSpec:
             batch_size=self.batch_size or d["batch_size"],
             lr=float(self.lr if self.lr is not None else d["lr"]),
             eval_subset=None if self.eval_subset in (None, TEST_SET_SIZE) else self.eval_subset,
-            seed=self.seed, schedule=self.schedule or d["schedule"])
+            seed=self.seed, schedule=self.schedule or d["schedule"],
+            augment=self.augment or d["augment"])
 
     @property
     def test_images(self) -> int:
@@ -125,8 +133,9 @@ class TrainSpec:
         """The resolved spec as hashed: a field added later is left out at its default, so
         folders built before it existed keep their hash and stay in use."""
         d = self.resolved().to_dict()
-        if d["schedule"] == DEFAULTS[self.kind]["schedule"]:
-            del d["schedule"]
+        for key in ("schedule", "augment"):
+            if d[key] == DEFAULTS[self.kind][key]:
+                del d[key]
         return d
 
     @classmethod

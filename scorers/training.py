@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scorers import realsplit
+from scorers import degrade, realsplit
 from scorers.spec import FORMAT_VERSION, TrainSpec, backend, canonical_json, file_digest
 
 log = logging.getLogger(__name__)
@@ -74,10 +74,17 @@ def train_scorer(spec: TrainSpec, folder: Path, *, spec_hash: str, data_dir=None
         last.update(probs=probs, feats=feats, acc=acc)
         epoch_started[0] = time.time()
 
+    augment = None
+    if spec.augment == "degrade":
+        def augment(images, epoch):
+            return degrade.degrade(images, seed=spec.seed * 1000 + epoch)
     impl.fit(model, x_train, ds.train.labels, epochs=spec.epochs,
              batch_size=spec.batch_size, lr=spec.lr, seed=spec.seed, epoch_end=epoch_end,
-             progress=progress, schedule=spec.schedule)
+             progress=progress, schedule=spec.schedule, augment=augment)
     train_seconds = time.time() - started
+    robust = degrade.robustness(lambda x: impl.predict(model, x), x_test, y_test)
+    log.info("%s %s on degraded test images: %s", spec.kind, spec.dataset,
+             ", ".join(f"{k} {v:.4f}" for k, v in robust.items()))
 
     weight_files = impl.save(model, folder)
     arrays = {"real_probs": last["probs"], "real_features": last["feats"],
@@ -95,12 +102,14 @@ def train_scorer(spec: TrainSpec, folder: Path, *, spec_hash: str, data_dir=None
         "architecture": impl.architecture(model),
         "preprocessing": dict(impl.PREPROCESSING),
         "training": {"epochs": spec.epochs, "batch_size": spec.batch_size, "lr": spec.lr,
-                     "schedule": spec.schedule,
+                     "schedule": spec.schedule, "augment": spec.augment,
                      "seed": spec.seed, "train_images": int(len(x_train)),
                      "subset": spec.subset, "history": history,
                      "seconds": round(train_seconds, 1)},
         "test_accuracy": last["acc"],
         "test_images": int(len(y_test)),
+        "degraded_accuracy": robust,
+        "degraded_images": int(min(len(y_test), degrade.ROBUSTNESS_IMAGES)),
         "feature_dim": int(last["feats"].shape[1]),
         "real_split": {"seed": realsplit.SPLIT_SEED, "half": realsplit.HALF,
                        "stored_test_images": int(len(real_index))},

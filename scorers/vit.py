@@ -143,8 +143,9 @@ def _forward(model, pixels):
 
 def fit(model, images: np.ndarray, labels: np.ndarray, *, epochs: int, batch_size: int,
         lr: float, seed: int, epoch_end, progress: bool = True,
-        schedule: str = "warmup-cosine") -> None:
-    """Train on (N, 28, 28) float [0, 1] ``images``; ``epoch_end(epoch, logs)`` evaluates."""
+        schedule: str = "warmup-cosine", augment=None) -> None:
+    """Train on (N, 28, 28) float [0, 1] ``images``; ``epoch_end(epoch, logs)`` evaluates;
+    ``augment(images, epoch)`` gives each epoch's training images (default: themselves)."""
     torch = _torch()
     from tqdm.auto import tqdm
 
@@ -168,6 +169,7 @@ def fit(model, images: np.ndarray, labels: np.ndarray, *, epochs: int, batch_siz
     loss_fn = torch.nn.CrossEntropyLoss()
     for epoch in range(epochs):
         model.train()
+        epoch_images = images if augment is None else augment(images, epoch)
         order = torch.randperm(len(images), generator=gen).numpy()
         seen = correct = 0
         loss_sum = 0.0
@@ -175,7 +177,7 @@ def fit(model, images: np.ndarray, labels: np.ndarray, *, epochs: int, batch_siz
                    disable=not progress, leave=False)
         for step in bar:
             idx = np.sort(order[step * batch_size:(step + 1) * batch_size])
-            pixels = _prepare(model, images[idx], dev)
+            pixels = _prepare(model, epoch_images[idx], dev)
             y = y_all[idx].to(dev)
             logits, _ = _forward(model, pixels)
             loss = loss_fn(logits, y)

@@ -186,11 +186,25 @@ def start_actors(plan: SweepPlan, scorer_dirs: dict) -> dict:
     return {"handles": handles, "info": dict(zip(handles, infos))}
 
 
-def real_ceiling(handles: dict, ns) -> dict:
+def real_ceiling(plan: SweepPlan, handles: dict) -> dict:
+    """The real-data ceiling: every score of real test images (the ceiling half), the
+    memorisation checks included (test images were never trained on: what fresh draws get)."""
     import ray
 
-    merged = {}
-    for part in ray.get([h.ceiling.remote(tuple(ns)) for h in handles.values()]):
+    from scorers import realsplit
+    from sweeps.trial import MEMO_KINDS, pixel_memorisation
+    from trainables.datasets import load_dataset
+
+    c = plan.trial_constants
+    train = {"subset": c.get("subset"), "seed": c.get("seed", 0), "data_dir": c.get("data_dir")}
+    refs = [h.ceiling.remote(tuple(plan.ns), train=train if kind in MEMO_KINDS else None)
+            for kind, h in handles.items()]
+    n = max(plan.ns)
+    test = load_dataset(plan.request.dataset, plan.request.data_dir).test.images
+    merged = pixel_memorisation(test[realsplit.indices("ceiling", n)], n, plan.request.dataset,
+                                train)
+    merged.pop("_artifacts")
+    for part in ray.get(refs):
         merged.update(part)
     return merged
 
@@ -241,7 +255,7 @@ def run_sweep(plan: SweepPlan, saved: dict) -> dict:
         saved = state.advance(sweep_dir, saved, "scorers-ready",
                               scorers={k: str(v) for k, v in scorer_dirs.items()})
     actors = start_actors(plan, scorer_dirs)
-    ceiling = real_ceiling(actors["handles"], plan.ns)
+    ceiling = real_ceiling(plan, actors["handles"])
 
     tracker = tracking.SweepTracker(plan.mlflow_uri)
     if saved.get("parent_run_id"):

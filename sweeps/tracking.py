@@ -20,7 +20,8 @@ ROLE_TAG = "gensweep.role"
 SWEEP_TAG = "gensweep.sweep_id"
 TRIAL_TAG = "gensweep.trial_id"
 STATUS_TAG = "gensweep.status"
-ARTIFACTS = ("samples_grid.png", "model.safetensors", "state.json", "samples.npz")
+ARTIFACTS = ("samples_grid.png", "memorisation_pairs.png", "model.safetensors", "state.json",
+             "samples.npz")
 # MLflow's own defaults (7 retries, exponential backoff, 120 s timeout) block the Tune driver
 # about 4 minutes per call while a server is down; a sweep must not stall on its bookkeeping.
 # Set by us only where the user has not set them.

@@ -28,22 +28,53 @@ class TrialPlan:
     probe_n: int | None = None  # TS of this many prior samples after every round (for ASHA)
 
 
-def actor_scorer(actor_names: dict, namespace: str | None, ns, dataset: str):
-    """A ``samples -> metrics`` function that asks every named scorer actor in parallel."""
+PAIRS_FILE = "memorisation_pairs.png"
+# Memorisation in a scorer's features needs the whole training set through it once per
+# actor: seconds for the ViT, minutes for Inception on a CPU, so the ViT's features are used.
+MEMO_KINDS = ("vit",)
+
+
+def actor_scorer(actor_names: dict, namespace: str | None, ns, dataset: str,
+                 train: dict | None = None):
+    """A ``samples -> metrics`` function that asks every named scorer actor in parallel. With
+    ``train`` (the trial's training images: {"subset", "seed"}) it adds the memorisation
+    checks: in pixel space here, while the actors score, and in the ViT's features there,
+    plus the closest sample / training-image pairs as a PNG (under ``_artifacts``)."""
 
     def score(samples) -> dict:
         import ray
 
         handles = {kind: ray.get_actor(name, namespace=namespace)
                    for kind, name in actor_names.items()}
-        refs = [h.score.remote(samples, ns=tuple(ns), dataset=dataset)
-                for h in handles.values()]
-        merged = {}
+        refs = [h.score.remote(samples, ns=tuple(ns), dataset=dataset,
+                               train=train if kind in MEMO_KINDS else None)
+                for kind, h in handles.items()]
+        merged = pixel_memorisation(samples, max(ns), dataset, train) if train else {}
         for part in ray.get(refs):
             merged.update(part)
         return merged
 
     return score
+
+
+def pixel_memorisation(samples, n: int, dataset: str, train: dict) -> dict:
+    """Memorisation of the first ``n`` samples in pixel space, and the PNG of the closest
+    pairs, against the trial's own training images."""
+    import numpy as np
+
+    from scorers import memorisation as memo
+    from scorers.keys import memo_key
+    from trainables.datasets import load_dataset
+
+    images = load_dataset(dataset, train.get("data_dir"), subset=train["subset"],
+                          seed=train["seed"]).train.images
+    flat = images.reshape(len(images), -1).astype(np.float32) / 255.0
+    x = samples[:n].reshape(n, -1).astype(np.float32) / 255.0
+    res = memo.memorisation(memo.training_set(flat), x)
+    png = memo.pairs_picture(samples, images, memo.closest_pairs(res))
+    return {memo_key("pixels", n, "memorised"): res["memorised"],
+            memo_key("pixels", n, "authenticity"): res["authenticity"],
+            "_artifacts": {PAIRS_FILE: png}}
 
 
 def probe_scorer(actor_names: dict, namespace: str | None, n: int, dataset: str):
@@ -74,8 +105,10 @@ def sweep_trial(config: dict, trial_plan: TrialPlan) -> None:
     values = trial_config(config, trial_plan)
     scorer = probe = None
     if trial_plan.actor_names:
+        train = {"subset": values.get("subset"), "seed": values.get("seed", 0),
+                 "data_dir": values.get("data_dir")}
         scorer = actor_scorer(trial_plan.actor_names, trial_plan.namespace, trial_plan.ns,
-                              values["dataset"])
+                              values["dataset"], train)
         if trial_plan.probe_n:
             probe = Probe(trial_plan.probe_n, probe_scorer(
                 trial_plan.actor_names, trial_plan.namespace, trial_plan.probe_n,

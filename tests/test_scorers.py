@@ -265,3 +265,29 @@ def test_out_refuses_to_replace_a_foreign_folder(tmp_path):
     with pytest.raises(ValueError, match="not a scorer folder"):
         ensure_scorer("mnist", "vit", folder=foreign, force=True)
     assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_degrade_blurs_and_dims_half_and_leaves_the_rest():
+    from scorers import degrade
+
+    rng = np.random.default_rng(0)
+    x = (rng.random((400, 28, 28)) > 0.8).astype(np.float32)
+    out = degrade.degrade(x, seed=3)
+    changed = np.array([not np.array_equal(a, b) for a, b in zip(x, out)])
+    assert 0.4 < changed.mean() < 0.6  # about SHARE of them
+    assert out.max() <= 1.0 and out.min() >= 0.0 and out.dtype == np.float32
+    assert (out[changed].max(axis=(1, 2)) <= x[changed].max(axis=(1, 2))).all()  # dimmer
+    np.testing.assert_array_equal(degrade.degrade(x, seed=3), out)  # seeded
+    checks = degrade.robustness(lambda imgs: (np.eye(10)[np.zeros(len(imgs), int)], None),
+                                x, np.zeros(400, int))
+    assert set(checks) == set(degrade.CHECKS) and all(v == 1.0 for v in checks.values())
+
+
+def test_augment_enters_the_hash_only_when_asked_for():
+    plain = TrainSpec("mnist", "inception", epochs=1)
+    assert plain.resolved().augment == "none"
+    assert TrainSpec("mnist", "inception", epochs=1, augment="none").spec_hash() == plain.spec_hash()
+    assert TrainSpec("mnist", "inception", epochs=1, augment="degrade").spec_hash() != \
+        plain.spec_hash()
+    with pytest.raises(ValueError, match="augment must be one of"):
+        TrainSpec("mnist", "inception", augment="flip")

@@ -177,14 +177,18 @@ def _finish(cfg, model, optimizers, generator, reporter, history, wall, scorer,
     samples = sample_prior(model, n, seed=cfg.seed + 2)
     final = dict(history[-1]) if history else {}
     final.update(status="finished", sample_time_s=time.perf_counter() - t0, n_samples=n)
+    files = {}
     if scorer is not None and n:
         final.update(scorer(samples))
+        files = final.pop("_artifacts", {})  # pictures the scorer made, kept with the samples
     with reporter.checkpoint_dir() as folder:
         ckpt.save_checkpoint(folder, model, optimizers, generator,
                              {"round": len(history), "epoch": cfg.epochs, "stage": "final",
                               "history": history, "wall_time_s": wall,
                               "config": cfg.to_dict(), "final_metrics": final})
         save_samples(samples, folder)
+        for name, data in files.items():
+            (Path(folder) / name).write_bytes(data)
         reporter.report(final, folder)
         final_dir = reporter.persisted(folder)
     log.info("finished: %s", {k: v for k, v in final.items() if not isinstance(v, str)})
