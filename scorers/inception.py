@@ -28,6 +28,7 @@ import numpy as np
 
 from scorers.spec import N_CLASSES, init_error
 from trainables.device import gpu_share, ray_assignment
+from trainables.quiet import filter_stderr
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,10 @@ IMAGENET_URL_HINT = "https://storage.googleapis.com/tensorflow/keras-application
 
 
 def configure_tf():
-    """Import TensorFlow quietly; let GPUs grow their memory instead of grabbing it all."""
+    """Import TensorFlow quietly (``trainables.quiet``); bound its GPU memory to this
+    process's share, or let it grow instead of grabbing the whole GPU."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    filter_stderr()
     import tensorflow as tf
 
     threads = os.environ.get("OMP_NUM_THREADS", "")

@@ -144,6 +144,8 @@ def stop_on_signals() -> None:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.verbose:  # every process the sweep starts inherits it (trainables.quiet)
+        os.environ["GENSWEEP_VERBOSE"] = "1"
     setup_logging(args.verbose, fmt="%(asctime)s %(levelname)s %(name)s %(message)s")
     request, saved = request_from_args(args, parser)
 

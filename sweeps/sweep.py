@@ -121,7 +121,11 @@ def init_ray(address: str | None):
     if ray.is_initialized():
         return ray
     from sweeps.plan import NAMESPACE
+    from trainables.quiet import verbose
 
+    if not verbose():  # an informational notice at every start, not something to act on
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+            logging.ERROR)
     if address:
         address = cluster_address(address)
         check_cluster(address)

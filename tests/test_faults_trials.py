@@ -73,27 +73,13 @@ def test_diverging_trial_is_failed_not_scored(tmp_path, smoke_scorers):
 
 
 # ------------------------------------------------------- 1. a worker node dies mid-trial
-def _parent_pids(pid: int) -> list:
-    chain = []
-    while pid > 1:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            break
-        pid = int(stat.rsplit(")", 1)[1].split()[1])
-        chain.append(pid)
-    return chain
-
-
-def _node_running(pid: int, nodes: list):
-    from ray._private import ray_constants
-
-    ancestors = _parent_pids(pid)
+def _node_running(node_id: str, nodes: list):
+    """The worker node with Ray's ``node_id`` (as the trial recorded it from its runtime
+    context)."""
     for node in nodes:
-        raylet = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
-        if raylet in ancestors:
+        if node.node_id == node_id:
             return node
-    raise AssertionError(f"trial process {pid} (ancestors {ancestors}) is on no worker node")
+    raise AssertionError(f"trial ran on node {node_id}, none of the worker nodes")
 
 
 def test_worker_node_removed_mid_trial_resumes_from_checkpoint(tmp_path, smoke_scorers):
@@ -127,7 +113,7 @@ def test_worker_node_removed_mid_trial_resumes_from_checkpoint(tmp_path, smoke_s
                     break
             time.sleep(0.25)
         assert victim is not None, "no trial checkpointed: " + (tmp_path / "driver.log").read_text()[-5000:]
-        node = _node_running(first["pid"], workers)
+        node = _node_running(first["node_id"], workers)
         removed_at = time.time()
         cluster.remove_node(node, allow_graceful=False)
 
