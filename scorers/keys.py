@@ -17,6 +17,9 @@ Inception and Transformer Scores) and a sample count n (label L: 1000 -> ``1k``,
 ``class_coverage`` was ``coverage_K_L`` before precision and recall came (16ac32f and
 earlier); the k-NN coverage of Naeem et al. is ``knn_coverage``, so no name changed meaning.
 
+Train-on-synthetic accuracy (``scorers.utility``) of n labelled samples: ``cas_L``, and
+``cas_L_ratio`` to the real-data ceiling; prior samples carry no label, so they get none.
+
 Memorisation (``scorers.memorisation``), at the largest n, against the generator's training
 images, in pixel space and in the ViT's features: ``memorised_S_L``, ``authenticity_S_L``
 (S = ``pixels`` or ``vit``).
@@ -40,7 +43,10 @@ PATTERNS = {
     "class_coverage": "class_coverage_{k}_{n}", "class_entropy": "class_entropy_{k}_{n}",
 }
 STATS = tuple(PATTERNS)
-OBJECTIVES = {"ts": ("vit",), "is": ("inception",), "is+ts": ("inception", "vit")}
+# what an objective maximises: scorer kinds (their IS-formula mean) and "cas"
+OBJECTIVES = {"ts": ("vit",), "is": ("inception",), "is+ts": ("inception", "vit"),
+              "cas": ("cas",), "ts+cas": ("vit", "cas"), "is+cas": ("inception", "cas"),
+              "is+ts+cas": ("inception", "vit", "cas")}
 
 
 def n_label(n: int) -> str:
@@ -58,11 +64,19 @@ def score_key(kind: str, n: int, stat: str) -> str:
 
 
 def objective_keys(objective: str, ns) -> tuple[str, ...]:
-    """The metrics an objective maximises: the IS / TS means at the largest sample count."""
+    """The metrics an objective maximises: the IS / TS means and the CAS, at the largest
+    sample count."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective {objective!r} unknown; choose one of "
                          f"{', '.join(OBJECTIVES)}")
-    return tuple(score_key(kind, max(ns), "mean") for kind in OBJECTIVES[objective])
+    return tuple(cas_key(max(ns)) if kind == "cas" else score_key(kind, max(ns), "mean")
+                 for kind in OBJECTIVES[objective])
+
+
+def cas_key(n: int, ratio: bool = False) -> str:
+    """Train-on-synthetic accuracy of n labelled samples (``scorers.utility``): ``cas_5k``,
+    and ``cas_5k_ratio`` to the same classifier trained on n real images."""
+    return f"cas_{n_label(n)}" + ("_ratio" if ratio else "")
 
 
 MEMO_STATS = ("memorised", "authenticity")

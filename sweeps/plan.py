@@ -193,6 +193,7 @@ def resolve_plan(request: SweepRequest, cluster: Cluster,
                  "subset": preset.subset, "test_subset": preset.test_subset,
                  "train_images": preset.train_images, "report_images": preset.report_images,
                  "seed": request.seed, "n_samples": list(preset.ns),
+                 "labelled_samples": max(preset.ns),
                  "data_dir": request.data_dir, "compile": request.compile}
     if preset.epochs is not None and preset.epochs[0] == preset.epochs[1]:
         constants["epochs"] = preset.epochs[0]

@@ -195,7 +195,8 @@ def real_ceiling(plan: SweepPlan, handles: dict) -> dict:
     memorisation checks included (test images were never trained on: what fresh draws get)."""
     import ray
 
-    from scorers import realsplit
+    from scorers import realsplit, utility
+    from scorers.keys import cas_key
     from sweeps.trial import MEMO_KINDS, pixel_memorisation
     from trainables.datasets import load_dataset
 
@@ -208,6 +209,8 @@ def real_ceiling(plan: SweepPlan, handles: dict) -> dict:
     merged = pixel_memorisation(test[realsplit.indices("ceiling", n)], n, plan.request.dataset,
                                 train)
     merged.pop("_artifacts")
+    merged[cas_key(n)] = utility.real_ceiling(load_dataset(plan.request.dataset,
+                                                           plan.request.data_dir), n)
     for part in ray.get(refs):
         merged.update(part)
     return merged
@@ -276,10 +279,10 @@ def run_sweep(plan: SweepPlan, saved: dict) -> dict:
     from sweeps.tuner import build_tuner, restore_tuner
 
     if saved["phase"] == "tuning" and (sweep_dir / "tune").is_dir():
-        tuner = restore_tuner(plan)
+        tuner = restore_tuner(plan, ceiling)
     else:
         callback = tracker.callback(sweep_dir, plan.trial_constants)
-        tuner = build_tuner(plan, callbacks=[callback])
+        tuner = build_tuner(plan, callbacks=[callback], ceiling=ceiling)
         saved = state.advance(sweep_dir, saved, "tuning")
     grid = tuner.fit()
 

@@ -26,6 +26,7 @@ class TrialPlan:
     namespace: str | None = None
     ns: tuple = (1000, 5000)
     probe_n: int | None = None  # TS of this many prior samples after every round (for ASHA)
+    cas_ceiling: float | None = None  # the fixed CNN's accuracy trained on real images
 
 
 PAIRS_FILE = "memorisation_pairs.png"
@@ -35,13 +36,13 @@ MEMO_KINDS = ("vit",)
 
 
 def actor_scorer(actor_names: dict, namespace: str | None, ns, dataset: str,
-                 train: dict | None = None):
+                 train: dict | None = None, cas_ceiling: float | None = None):
     """A ``samples -> metrics`` function that asks every named scorer actor in parallel. With
     ``train`` (the trial's training images: {"subset", "seed"}) it adds the memorisation
     checks: in pixel space here, while the actors score, and in the ViT's features there,
     plus the closest sample / training-image pairs as a PNG (under ``_artifacts``)."""
 
-    def score(samples) -> dict:
+    def score(samples, labelled=None) -> dict:
         import ray
 
         handles = {kind: ray.get_actor(name, namespace=namespace)
@@ -49,12 +50,31 @@ def actor_scorer(actor_names: dict, namespace: str | None, ns, dataset: str,
         refs = [h.score.remote(samples, ns=tuple(ns), dataset=dataset,
                                train=train if kind in MEMO_KINDS else None)
                 for kind, h in handles.items()]
+        # the trial's own CPU would idle while the actors score: it does these meanwhile
         merged = pixel_memorisation(samples, max(ns), dataset, train) if train else {}
+        if labelled is not None:
+            merged.update(train_on_synthetic(labelled, dataset, cas_ceiling,
+                                             train.get("data_dir") if train else None))
         for part in ray.get(refs):
             merged.update(part)
         return merged
 
     return score
+
+
+def train_on_synthetic(labelled, dataset: str, ceiling: float | None, data_dir=None) -> dict:
+    """``cas_L`` (and its ratio to the real-data ceiling) of the labelled samples."""
+    from scorers.keys import cas_key
+    from scorers.utility import classification_accuracy_score
+    from trainables.datasets import load_dataset
+
+    images, labels = labelled
+    test = load_dataset(dataset, data_dir).test
+    acc = classification_accuracy_score(images, labels, test.images, test.labels)
+    out = {cas_key(len(images)): acc}
+    if ceiling:
+        out[cas_key(len(images), ratio=True)] = acc / ceiling
+    return out
 
 
 def pixel_memorisation(samples, n: int, dataset: str, train: dict) -> dict:
@@ -108,7 +128,7 @@ def sweep_trial(config: dict, trial_plan: TrialPlan) -> None:
         train = {"subset": values.get("subset"), "seed": values.get("seed", 0),
                  "data_dir": values.get("data_dir")}
         scorer = actor_scorer(trial_plan.actor_names, trial_plan.namespace, trial_plan.ns,
-                              values["dataset"], train)
+                              values["dataset"], train, trial_plan.cas_ceiling)
         if trial_plan.probe_n:
             probe = Probe(trial_plan.probe_n, probe_scorer(
                 trial_plan.actor_names, trial_plan.namespace, trial_plan.probe_n,

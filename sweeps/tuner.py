@@ -24,9 +24,13 @@ def search_space(plan) -> dict:
     return SPACES[plan.request.space](plan.preset)
 
 
-def trial_plan(plan) -> TrialPlan:
+def trial_plan(plan, ceiling: dict | None = None) -> TrialPlan:
+    """What every trial shares; ``ceiling`` (the real-data ceiling) gives the CAS its ratio."""
+    from scorers.keys import cas_key
+
     return TrialPlan(constants=dict(plan.trial_constants), actor_names=dict(plan.actor_names),
-                     namespace=plan.namespace, ns=tuple(plan.ns), probe_n=plan.probe_n)
+                     namespace=plan.namespace, ns=tuple(plan.ns), probe_n=plan.probe_n,
+                     cas_ceiling=(ceiling or {}).get(cas_key(max(plan.ns))))
 
 
 def make_searcher(plan):
@@ -78,16 +82,17 @@ def trial_name(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def trainable(plan):
+def trainable(plan, ceiling: dict | None = None):
     from ray import tune
 
     from sweeps.trial import sweep_trial
 
-    return tune.with_resources(tune.with_parameters(sweep_trial, trial_plan=trial_plan(plan)),
-                               {"cpu": plan.trial_cpus, "gpu": plan.trial_gpus})
+    return tune.with_resources(
+        tune.with_parameters(sweep_trial, trial_plan=trial_plan(plan, ceiling)),
+        {"cpu": plan.trial_cpus, "gpu": plan.trial_gpus})
 
 
-def build_tuner(plan, callbacks: list | None = None):
+def build_tuner(plan, callbacks: list | None = None, ceiling: dict | None = None):
     """The sweep's ``tune.Tuner``, ready for ``fit()`` (nothing is started here)."""
     from ray import tune
 
@@ -101,7 +106,7 @@ def build_tuner(plan, callbacks: list | None = None):
         name="tune", storage_path=plan.sweep_dir, callbacks=callbacks or [],
         failure_config=tune.FailureConfig(max_failures=plan.request.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=1)
-    return tune.Tuner(trainable(plan), param_space=search_space(plan),
+    return tune.Tuner(trainable(plan, ceiling), param_space=search_space(plan),
                       tune_config=tune_config, run_config=run_config)
 
 
@@ -114,7 +119,7 @@ def _tune_environment() -> None:
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
 
 
-def restore_tuner(plan):
+def restore_tuner(plan, ceiling: dict | None = None):
     """Continue an interrupted sweep from its Tune experiment folder.
 
     Tune restores its callbacks from its own pickled state, not from what the sweep builds
@@ -126,6 +131,6 @@ def restore_tuner(plan):
     path = Path(plan.sweep_dir) / "tune"
     if not tune.Tuner.can_restore(str(path)):
         raise FileNotFoundError(f"{path} holds no Tune experiment to resume")
-    return tune.Tuner.restore(str(path), trainable=trainable(plan),
+    return tune.Tuner.restore(str(path), trainable=trainable(plan, ceiling),
                               param_space=search_space(plan),
                               resume_unfinished=True, resume_errored=True)

@@ -51,6 +51,9 @@ class TrainConfig:
     report_images: int | None = None
     seed: int = 0
     n_samples: tuple[int, ...] = (1000, 5000)
+    # Also draw this many labelled samples at the end, guided by real training images of each
+    # class (trainables.samples.sample_reference), for train-on-synthetic accuracy.
+    labelled_samples: int | None = None
     data_dir: str | None = None
     device: str = "auto"
     compile: bool = False  # torch.compile the networks (GPU only; see trainables.speed)
@@ -89,7 +92,8 @@ class TrainConfig:
             bad("reconstruction_layer", "must be -1 or 1..5")
         if self.margin < 0:
             bad("margin", "must be >= 0")
-        for name in ("subset", "test_subset", "train_images", "report_images"):
+        for name in ("subset", "test_subset", "train_images", "report_images",
+                     "labelled_samples"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, int) and value >= 1):
                 bad(name, "must be a positive number of images (or omitted)")
@@ -107,7 +111,7 @@ class TrainConfig:
                               f"known: {', '.join(sorted(names))}")
         known = dict(values)
         for key in ("epochs", "batch_size", "latent_dim", "reconstruction_layer", "seed",
-                    "train_images", "report_images"):
+                    "train_images", "report_images", "labelled_samples"):
             # Search spaces hand back numpy integers and floats; keep the types plain.
             if known.get(key) is not None:
                 known[key] = int(known[key])

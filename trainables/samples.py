@@ -1,4 +1,5 @@
-"""Samples from the prior (the paper scores 1,000 and 5,000 of them) and a PNG grid to look at.
+"""Samples from the prior (the paper scores 1,000 and 5,000 of them), labelled samples
+guided by real images of each class, and a PNG grid to look at.
 
 One seeded draw of ``max(n_samples)`` images is saved; the 1K set is its first 1,000 images (a
 prefix of an i.i.d. sample is itself an i.i.d. sample), so 1K and 5K scores come from one
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 SAMPLES_FILE, GRID_FILE = "samples.npz", "samples_grid.png"
+LABELLED_FILE, CLASS_GRID_FILE = "labelled.npz", "labelled_grid.png"
 
 
 @torch.no_grad()
@@ -24,9 +26,41 @@ def sample_prior(model, n: int, seed: int = 0, batch_size: int = 500) -> np.ndar
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
         z = torch.randn(m, model.latent_dim, generator=gen).to(device)
-        x = model.decoder(z).reconstruction.reshape(m, 28, 28)
-        out.append(torch.round(x.clamp(0, 1) * 255).to(torch.uint8).cpu().numpy())
+        out.append(_to_uint8(model.decoder(z).reconstruction.reshape(m, 28, 28)))
     return np.concatenate(out) if out else np.zeros((0, 28, 28), np.uint8)
+
+
+def _to_uint8(x) -> np.ndarray:
+    return torch.round(x.clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
+
+
+@torch.no_grad()
+def sample_reference(model, images: np.ndarray, labels: np.ndarray, n: int, seed: int = 0,
+                     batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` labelled samples "starting from a reference image instead of noise" (the paper,
+    section 4): real training images of each class c (n / 10 of them, seeded, drawn without
+    replacement while they last), z ~ q(z|x) from the encoder, decoded; labelled c.
+    Returns uint8 (n, 28, 28) images and uint8 labels, class by class."""
+    model.eval()
+    device = next(model.parameters()).device
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    classes = np.unique(labels)
+    per_class = np.full(len(classes), n // len(classes))
+    per_class[: n % len(classes)] += 1
+    chosen = np.concatenate([
+        rng.choice(np.flatnonzero(labels == c), size=k, replace=k > (labels == c).sum())
+        for c, k in zip(classes, per_class)])
+    out = []
+    for start in range(0, len(chosen), batch_size):
+        idx = chosen[start:start + batch_size]
+        x = torch.from_numpy(images[idx]).float().div_(255.0).unsqueeze(1).to(device)
+        enc = model.encoder(x)
+        std = torch.exp(0.5 * enc.log_covariance)
+        eps = torch.randn(std.shape, generator=gen).to(device)
+        z = enc.embedding + eps * std
+        out.append(_to_uint8(model.decoder(z).reconstruction.reshape(len(idx), 28, 28)))
+    return np.concatenate(out), labels[chosen].astype(np.uint8)
 
 
 def image_grid(images: np.ndarray, cols: int = 8) -> np.ndarray:
@@ -41,16 +75,29 @@ def image_grid(images: np.ndarray, cols: int = 8) -> np.ndarray:
     return grid
 
 
-def save_grid(images: np.ndarray, path, cols: int = 8, scale: int = 3) -> Path:
-    """Write a PNG grid of the first 64 images, upscaled so it is readable in the MLflow UI."""
+def class_grid(images: np.ndarray, labels: np.ndarray, per_class: int = 10) -> np.ndarray:
+    """One row per class (ascending), the first ``per_class`` images of that class each."""
+    rows = []
+    for c in np.unique(labels):
+        picked = images[labels == c][:per_class]
+        if len(picked) < per_class:
+            picked = np.concatenate([picked, np.full((per_class - len(picked), 28, 28), 255,
+                                                      np.uint8)])
+        rows.append(picked)
+    return image_grid(np.concatenate(rows), cols=per_class)
+
+
+def save_png(grid: np.ndarray, path, scale: int = 3) -> Path:
     from PIL import Image
 
-    grid = image_grid(images, cols)
     img = Image.fromarray(grid, mode="L")
-    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    path = Path(path)
-    img.save(path)
-    return path
+    img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(path)
+    return Path(path)
+
+
+def save_grid(images: np.ndarray, path, cols: int = 8, scale: int = 3) -> Path:
+    """Write a PNG grid of the first 64 images, upscaled so it is readable in the MLflow UI."""
+    return save_png(image_grid(images, cols), path, scale)
 
 
 def save_samples(images: np.ndarray, folder) -> dict:
@@ -60,6 +107,14 @@ def save_samples(images: np.ndarray, folder) -> dict:
     np.savez_compressed(folder / SAMPLES_FILE, samples=images)
     save_grid(images, folder / GRID_FILE)
     return {"samples": str(folder / SAMPLES_FILE), "grid": str(folder / GRID_FILE)}
+
+
+def save_labelled(images: np.ndarray, labels: np.ndarray, folder) -> None:
+    """``labelled.npz`` (keys ``images``, ``labels``) and a grid with one row per class."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(folder / LABELLED_FILE, images=images, labels=labels)
+    save_png(class_grid(images, labels), folder / CLASS_GRID_FILE)
 
 
 def load_samples(path) -> np.ndarray:

@@ -29,7 +29,8 @@ from trainables import checkpoint as ckpt
 from trainables.config import TrainConfig
 from trainables.device import pick_device, ray_assignment
 from trainables.loop import Diverged, batches_per_epoch, evaluate, make_optimizers, train_steps
-from trainables.samples import SAMPLES_FILE, load_samples, sample_prior, save_samples
+from trainables.samples import (SAMPLES_FILE, load_samples, sample_prior, sample_reference,
+                                save_labelled, save_samples)
 from trainables.speed import Speed
 from trainables.speed import apply as apply_speed
 
@@ -92,9 +93,12 @@ class Probe:
     score: Callable[[np.ndarray], dict]
 
 
-def run_training(cfg: TrainConfig, reporter, scorer: Callable[[np.ndarray], dict] | None = None,
+def run_training(cfg: TrainConfig, reporter, scorer: Callable | None = None,
                  probe: Probe | None = None) -> TrainResult:
-    """Train ``cfg`` to the end (resuming if the reporter holds a checkpoint)."""
+    """Train ``cfg`` to the end (resuming if the reporter holds a checkpoint).
+
+    ``scorer(samples, labelled) -> metrics`` judges the final prior samples, and the labelled
+    samples ``(images, labels)`` when ``cfg.labelled_samples`` asks for them (else None)."""
     from trainables.datasets import load_dataset
     from trainables.networks import build_model
 
@@ -167,19 +171,23 @@ def run_training(cfg: TrainConfig, reporter, scorer: Callable[[np.ndarray], dict
                                   "config": cfg.to_dict()})
             reporter.report(metrics, folder)
 
-    return _finish(cfg, model, optimizers, generator, reporter, history, wall, scorer, speed)
+    return _finish(cfg, model, optimizers, generator, reporter, history, wall, scorer, data)
 
 
 def _finish(cfg, model, optimizers, generator, reporter, history, wall, scorer,
-            speed) -> TrainResult:
+            data) -> TrainResult:
     n = max(cfg.n_samples) if cfg.n_samples else 0
     t0 = time.perf_counter()
     samples = sample_prior(model, n, seed=cfg.seed + 2)
+    labelled = None
+    if cfg.labelled_samples:
+        labelled = sample_reference(model, data.train.images, data.train.labels,
+                                    cfg.labelled_samples, seed=cfg.seed + 4)
     final = dict(history[-1]) if history else {}
     final.update(status="finished", sample_time_s=time.perf_counter() - t0, n_samples=n)
     files = {}
     if scorer is not None and n:
-        final.update(scorer(samples))
+        final.update(scorer(samples, labelled))
         files = final.pop("_artifacts", {})  # pictures the scorer made, kept with the samples
     with reporter.checkpoint_dir() as folder:
         ckpt.save_checkpoint(folder, model, optimizers, generator,
@@ -187,8 +195,10 @@ def _finish(cfg, model, optimizers, generator, reporter, history, wall, scorer,
                               "history": history, "wall_time_s": wall,
                               "config": cfg.to_dict(), "final_metrics": final})
         save_samples(samples, folder)
-        for name, data in files.items():
-            (Path(folder) / name).write_bytes(data)
+        if labelled is not None:
+            save_labelled(*labelled, folder)
+        for name, blob in files.items():
+            (Path(folder) / name).write_bytes(blob)
         reporter.report(final, folder)
         final_dir = reporter.persisted(folder)
     log.info("finished: %s", {k: v for k, v in final.items() if not isinstance(v, str)})
@@ -279,7 +289,7 @@ def _reportable(value) -> bool:
     return isinstance(value, (int, float, str, bool))
 
 
-def train(config: dict, scorer: Callable[[np.ndarray], dict] | None = None,
+def train(config: dict, scorer: Callable | None = None,
           probe: Probe | None = None) -> TrainResult:
     """Ray Tune function trainable for either model (``config["model"]``); ``config`` holds
     :class:`TrainConfig` fields only."""
