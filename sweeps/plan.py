@@ -89,6 +89,7 @@ class SweepPlan:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SweepPlan":
+        """From ``sweep.json``; ValueError if it was written by an incompatible version."""
         d = dict(d)
         d["request"] = SweepRequest.from_dict(d["request"])
         preset = dict(d["preset"])
@@ -98,7 +99,11 @@ class SweepPlan:
         d["preset"] = Preset(**preset)
         d["scorer_specs"] = {k: TrainSpec.from_dict(s) for k, s in d["scorer_specs"].items()}
         d["ns"], d["objective"] = tuple(d["ns"]), tuple(d["objective"])
-        return cls(**d)
+        try:
+            return cls(**d)
+        except TypeError as exc:  # a field added or removed since the file was written
+            raise ValueError(f"the sweep's plan does not fit this version of gensweep "
+                             f"({exc}); resume it with the version that started it") from exc
 
 
 def sweep_id(sweep_dir: Path) -> str:

@@ -48,7 +48,8 @@ def collect_rows(result_grid, constants: dict | None = None) -> list[dict]:
         rows.append({"trial_id": metrics.get("trial_id", ""), "status": status,
                      **{k: config.get(k) for k in HYPER_KEYS if k in config},
                      **{k: v for k, v in metrics.items() if _finite(v)},
-                     "_config": config, "_path": str(result.path) if result.path else ""})
+                     "_config": config, "_path": str(result.path) if result.path else "",
+                     "_checkpoint": result.checkpoint.path if result.checkpoint else ""})
     return rows
 
 
@@ -141,12 +142,19 @@ def write_best_config(sweep_dir: Path, best: dict, objective: list[str]) -> Path
     return path
 
 
-def how_to_look(sweep_dir: Path, mlflow_uri: str, optuna_url: str) -> str:
+def how_to_look(sweep_dir: Path, mlflow_uri: str, optuna_url: str,
+                experiment_id: str | None = None) -> str:
     from sweeps.redact import redact_url
+    from sweeps.ui import runs_url
 
     mlflow_uri, optuna_url = redact_url(mlflow_uri), redact_url(optuna_url)
-    ui = (f"mlflow ui --backend-store-uri {mlflow_uri} --host 127.0.0.1 --port 5000"
-          if not mlflow_uri.startswith("http") else f"open {mlflow_uri} (through your tunnel)")
-    return (f"Compare trials in MLflow:   {ui}\n"
-            f"Optuna study:               optuna-dashboard {optuna_url} --host 127.0.0.1\n"
-            f"Sweep folder:               {sweep_dir}")
+    if mlflow_uri.startswith("http"):
+        ui = f"open {runs_url(mlflow_uri, experiment_id)} (through your tunnel)"
+    else:
+        ui = (f"mlflow ui --backend-store-uri {mlflow_uri} --host 127.0.0.1 --port 5000, "
+              f"then {runs_url('http://127.0.0.1:5000', experiment_id)}")
+    return (f"Both at once:               gensweep ui {sweep_dir}\n"
+            f"Compare trials in MLflow:   {ui}\n"
+            f"Optuna study:               optuna-dashboard {optuna_url} --host 127.0.0.1 "
+            f"(pip install 'gensweep[ui]')\n"
+            f"Sweep folder:               {sweep_dir} (results.csv, best_config.json, summary/)")

@@ -158,7 +158,10 @@ def main(argv=None) -> int:
     stop_on_signals()
     try:
         if saved is not None:
-            plan = SweepPlan.from_dict(saved["plan"]) if "plan" in saved else None
+            try:
+                plan = SweepPlan.from_dict(saved["plan"]) if "plan" in saved else None
+            except ValueError as exc:
+                parser.error(str(exc))
             request = plan.request if plan else _legacy_request(saved, args)
         preflight(request)
         if saved is None:
@@ -186,7 +189,8 @@ def main(argv=None) -> int:
     else:
         print("\nno trial finished with scores; see results.csv and the MLflow runs",
               file=sys.stderr)
-    print(report.how_to_look(summary["sweep_dir"], summary["mlflow_uri"], plan.optuna_url))
+    print(report.how_to_look(summary["sweep_dir"], summary["mlflow_uri"], plan.optuna_url,
+                             summary.get("experiment_id")))
     return 0 if summary.get("best_config") else 1
 
 

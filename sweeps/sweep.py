@@ -291,13 +291,23 @@ def run_sweep(plan: SweepPlan, saved: dict) -> dict:
     metrics = list(plan.objective)
     ranked = (report.pareto_front(rows, metrics) if len(metrics) > 1
               else report.rank(rows, metrics))
-    report.write_results(sweep_dir, rows)
+    files = [report.write_results(sweep_dir, rows)]
     summary = {"rows": rows, "ranked": ranked, "ceiling": ceiling, "metrics": metrics,
                "mlflow_uri": plan.mlflow_uri, "parent_run_id": tracker.parent_run_id,
+               "experiment_id": tracker.experiment_id,
                "sweep_dir": sweep_dir, "minutes": (time.time() - started) / 60}
     if ranked:
         summary["best_config"] = report.write_best_config(sweep_dir, ranked[0], metrics)
+        files.append(summary["best_config"])
         tracker.log_metrics({f"best_{m}": ranked[0][m] for m in metrics})
+        tracker.tag_ranks(ranked)
+    from scorers.keys import score_key
+    from sweeps.figures import summary_figures
+
+    both = [score_key(k, max(plan.ns), "mean") for k in ("inception", "vit")]
+    front = report.pareto_front(rows, both)
+    files += summary_figures(sweep_dir / "summary", rows, ranked, front, ceiling, plan)
+    tracker.log_artifacts(files, "summary")
     tracker.finish("FINISHED" if ranked else "FAILED")
     state.advance(sweep_dir, saved, "finished")
     return summary

@@ -20,6 +20,7 @@ ROLE_TAG = "gensweep.role"
 SWEEP_TAG = "gensweep.sweep_id"
 TRIAL_TAG = "gensweep.trial_id"
 STATUS_TAG = "gensweep.status"
+RANK_TAG = "gensweep.rank"
 ARTIFACTS = ("samples_grid.png", "memorisation_pairs.png", "model.safetensors", "state.json",
              "samples.npz")
 # MLflow's own defaults (7 retries, exponential backoff, 120 s timeout) block the Tune driver
@@ -137,6 +138,34 @@ class SweepTracker:
         except Exception as exc:
             log.warning("could not log sweep metrics to MLflow (%s): %s", redact_url(self.uri),
                         exc)
+
+    def log_artifacts(self, paths, artifact_path: str) -> None:
+        """Files on the parent run (a dead server only warns: they stay in the sweep folder)."""
+        for path in paths:
+            try:
+                self.client.log_artifact(self.parent_run_id, str(path), artifact_path)
+            except Exception as exc:
+                log.warning("could not log %s to MLflow (%s): %s", path, redact_url(self.uri),
+                            exc)
+
+    def tag_ranks(self, ranked: list) -> None:
+        """Each ranked trial's child run gets tag ``gensweep.rank`` and ``#rank`` in its name,
+        so the runs table shows the winners."""
+        try:
+            children = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'")
+            by_trial = {r.data.tags.get(TRIAL_TAG): r for r in children}
+            for rank, row in enumerate(ranked, 1):
+                run = by_trial.get(row.get("trial_id"))
+                if run is None:
+                    continue
+                self.client.set_tag(run.info.run_id, RANK_TAG, str(rank))
+                name = (run.info.run_name or "").split(" (#")[0]
+                self.client.update_run(run.info.run_id, name=f"{name} (#{rank})")
+        except Exception as exc:
+            log.warning("could not tag the trials' ranks in MLflow (%s): %s",
+                        redact_url(self.uri), exc)
 
     def finish(self, status: str) -> None:
         try:

@@ -44,6 +44,12 @@ def make_searcher(plan):
     if not plan.request.optuna_storage:
         Path(plan.sweep_dir).mkdir(parents=True, exist_ok=True)
     storage = optuna.storages.RDBStorage(plan.optuna_url)
+    # The study names its objectives, so optuna-dashboard shows ts_5k_mean, not "Objective 0";
+    # Ray's OptunaSearch then loads this study (load_if_exists).
+    study = optuna.create_study(study_name=plan.study_name, storage=storage,
+                                directions=["maximize"] * len(metrics), load_if_exists=True)
+    if study.metric_names is None:
+        study.set_metric_names(metrics)
     sampler = optuna.samplers.TPESampler(seed=plan.request.seed,
                                          multivariate=len(metrics) == 1)
     searcher = score_search_class()(
