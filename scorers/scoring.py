@@ -78,7 +78,7 @@ def memorisation_scores(scorer, feats: np.ndarray, n: int, train: dict) -> dict[
     from scorers.keys import memo_key
     from scorers.memorisation import memorisation
 
-    res = memorisation(scorer.training_set(**train), feats[:n])
+    res = memorisation(scorer.training_set(train.get("subset"), train.get("seed", 0)), feats[:n])
     return {memo_key(scorer.kind, n, stat): res[stat] for stat in ("memorised", "authenticity")}
 
 

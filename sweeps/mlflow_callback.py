@@ -39,6 +39,16 @@ def numeric_metrics(result: dict) -> dict:
             and not k.startswith(("config/", "time_", "timestamp", "pid", "iterations_"))}
 
 
+ROUND_METRICS = ("round", "step", "images_seen", "epoch", "diverged", "round_time_s",
+                 "train_time_s", "images_per_s", "wall_time_s", "gpus_assigned")
+ROUND_PREFIXES = ("train_", "test_", "probe_")
+
+
+def is_round_metric(key: str) -> bool:
+    """A number every round reports (losses, progress, the probe), not a final score."""
+    return key in ROUND_METRICS or key.startswith(ROUND_PREFIXES)
+
+
 def trial_params(config: dict, constants: dict | None = None) -> dict:
     """A child run's params: the settings every trial shares, then its hyperparameters
     (``_``-prefixed plumbing of sweeps written before plans existed is left out)."""
@@ -164,6 +174,11 @@ class MlflowSweepCallback(Callback):
     def _op_metrics(self, trial_id, trial_name, params, metrics, step, ts_ms):
         from mlflow.entities import Metric
         run_id = self._run_id(trial_id, trial_name, params)
+        # A round's numbers are logged once: the final report repeats the last round's beside
+        # the scores, and a trial restored from its checkpoint may report a round again.
+        # MLflow itself says which rounds it has, so this holds across driver restarts.
+        if any(m.step == step for m in self.client.get_metric_history(run_id, "round")):
+            metrics = {k: v for k, v in metrics.items() if not is_round_metric(k)}
         batch = [Metric(k, v, ts_ms, step) for k, v in metrics.items()]
         for i in range(0, len(batch), 900):  # MLflow caps a batch at 1000 metrics
             self.client.log_batch(run_id, metrics=batch[i:i + 900])

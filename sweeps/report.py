@@ -123,6 +123,22 @@ def write_results(sweep_dir: Path, rows: list[dict]) -> Path:
     return path
 
 
+def read_results(sweep_dir: Path) -> list[dict]:
+    """The rows ``write_results`` wrote, numbers as numbers (for a finished sweep's report)."""
+    def value(text: str):
+        if text in ("", "None"):
+            return None
+        if text in ("True", "False"):
+            return text == "True"
+        try:
+            return int(text) if text.lstrip("-").isdigit() else float(text)
+        except ValueError:
+            return text
+
+    with open(Path(sweep_dir) / "results.csv", newline="") as fh:
+        return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
 def write_best_config(sweep_dir: Path, best: dict, objective: list[str]) -> Path:
     config = best["_config"]
     args = [f"--model {config['model']}", f"--dataset {config['dataset']}",

@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 try:
     from scorers.keys import OBJECTIVES
@@ -169,6 +170,8 @@ def main(argv=None) -> int:
             saved = new_state(plan)
         elif plan is None:  # a legacy sweep: its trials' configs carry every setting
             plan = dataclasses.replace(plan_sweep(request), trial_constants={})
+        if saved.get("phase") == "finished":
+            return report_finished(plan, saved)
         print(describe(plan), flush=True)
         summary = run_sweep(plan, saved)
     except PlanError as exc:
@@ -191,7 +194,26 @@ def main(argv=None) -> int:
               file=sys.stderr)
     print(report.how_to_look(summary["sweep_dir"], summary["mlflow_uri"], plan.optuna_url,
                              summary.get("experiment_id")))
+    print(f"took {summary['minutes']:.1f} min (estimated {plan.estimate_minutes:.0f}, at most "
+          f"{plan.estimate_max_minutes:.0f})")
     return 0 if summary.get("best_config") else 1
+
+
+def report_finished(plan, saved: dict) -> int:
+    """``--resume`` of a finished sweep: its report again, nothing run."""
+    from sweeps import report
+
+    rows = report.read_results(plan.sweep_dir)
+    metrics = list(plan.objective)
+    ranked = (report.pareto_front(rows, metrics) if len(metrics) > 1
+              else report.rank(rows, metrics))
+    print(f"the sweep in {plan.sweep_dir} has finished (in {saved.get('minutes', '?')} min); "
+          f"nothing to resume. Its results:\n")
+    print(report.format_table(ranked or rows, plan.request.space, plan.request.dataset,
+                              plan.ns, saved.get("ceiling")))
+    print(report.how_to_look(Path(plan.sweep_dir), plan.mlflow_uri, plan.optuna_url,
+                             saved.get("experiment_id")))
+    return 0 if ranked else 1
 
 
 def _legacy_request(saved: dict, args):

@@ -34,5 +34,15 @@ def scorer_folders(plan, cluster_gpus: float) -> dict:
         from scorers.gpu_build import on_gpu_worker
 
         builder = on_gpu_worker(num_gpus=1, num_cpus=1)
-    return {kind: ensure_spec(spec, data_dir=plan.request.data_dir, builder=builder)
-            for kind, spec in plan.scorer_specs.items()}
+    from scorers.store import is_complete, scorer_dir_for
+    from sweeps.state import log_phase
+
+    dirs = {}
+    for kind, spec in plan.scorer_specs.items():
+        cached = is_complete(scorer_dir_for(spec))
+        if not cached:
+            log_phase(plan.sweep_dir, "scorer-start", kind=kind)
+        dirs[kind] = ensure_spec(spec, data_dir=plan.request.data_dir, builder=builder)
+        if not cached:
+            log_phase(plan.sweep_dir, "scorer-done", kind=kind)
+    return dirs

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 SWEEP_FILE = "sweep.json"
+PHASE_LOG = "phases.jsonl"  # one line per milestone, appended: what tests kill the sweep at
 FORMAT = 2
 PHASES = ("planned", "scorers-ready", "tracking-ready", "tuning", "finished")
 
@@ -61,4 +62,24 @@ def advance(sweep_dir, state: dict, phase: str, **values) -> dict:
         raise ValueError(f"unknown phase {phase!r}")
     state = {**state, **values, "phase": phase}
     write_state(sweep_dir, state)
+    log_phase(sweep_dir, phase)
     return state
+
+
+def log_phase(sweep_dir, name: str, **info) -> None:
+    """Append a milestone (``planned``, ``scorer-start``, ``actors-started``, ...) with the
+    time, so a run's progress (and where it was killed) can be read afterwards."""
+    import time
+
+    line = json.dumps({"phase": name, "time": round(time.time(), 3), "pid": os.getpid(), **info},
+                      default=str)
+    with open(Path(sweep_dir) / PHASE_LOG, "a") as fh:
+        fh.write(line + "\n")
+
+
+def read_phases(sweep_dir) -> list:
+    """The complete lines of the phase log (a line being written is left out)."""
+    path = Path(sweep_dir) / PHASE_LOG
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().split("\n")[:-1] if line.strip()]

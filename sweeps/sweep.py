@@ -248,21 +248,49 @@ def new_state(plan: SweepPlan) -> dict:
                                           "plan": plan.to_dict()}, "planned")
 
 
+def fresh_tuning(plan: SweepPlan, tracker) -> None:
+    """Before a Tuner is built from scratch in a folder whose earlier start was killed before
+    Tune saved any state: forget what that start left (the Optuna study's unfinished trials,
+    the MLflow child runs of trials Tune will not know), so trials are counted once."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=plan.study_name, storage=plan.optuna_url)
+    except KeyError:
+        study = None
+    if study is not None and study.trials:
+        log.info("resume: the study held %d trials from a start Tune never saved; starting "
+                 "it afresh", len(study.trials))
+        optuna.delete_study(study_name=plan.study_name, storage=plan.optuna_url)
+    tracker.delete_children()
+    tune_dir = Path(plan.sweep_dir) / "tune"
+    if tune_dir.is_dir():
+        import shutil
+
+        shutil.rmtree(tune_dir)
+
+
 def run_sweep(plan: SweepPlan, saved: dict) -> dict:
     """Run ``plan`` from the phase ``saved`` (its ``sweep.json``) reached; returns the summary
-    the CLI prints."""
+    the CLI prints. Every phase it passes is recorded (``sweeps.state``), so a kill at any
+    moment can be resumed: a finished scorer is reused, an unfinished one built again, the
+    parent run found again, and the trials restored where Tune saved them."""
     from sweeps import tracking
     from sweeps.scorer_setup import scorer_folders
 
     started = time.time()
     sweep_dir = Path(plan.sweep_dir)
+    state.log_phase(sweep_dir, "start", resume=saved["phase"] != "planned")
     init_ray(plan.request.address)
+    state.log_phase(sweep_dir, "ray-started")
     scorer_dirs = recorded_scorers(saved) or scorer_folders(plan, plan.cluster_gpus)
     if saved["phase"] == "planned":
         saved = state.advance(sweep_dir, saved, "scorers-ready",
                               scorers={k: str(v) for k, v in scorer_dirs.items()})
     actors = start_actors(plan, scorer_dirs)
+    state.log_phase(sweep_dir, "actors-started")
     ceiling = real_ceiling(plan, actors["handles"])
+    state.log_phase(sweep_dir, "ceiling-done")
 
     tracker = tracking.SweepTracker(plan.mlflow_uri)
     if saved.get("parent_run_id"):
@@ -271,21 +299,36 @@ def run_sweep(plan: SweepPlan, saved: dict) -> dict:
         params, tags = parent_run_fields(plan, actors["info"])
         tracker.open(plan.experiment_name, f"sweep-{plan.sweep_id}", sweep_dir, params, tags,
                      sweep_key=plan.sweep_id)
+        state.log_phase(sweep_dir, "parent-created", run_id=tracker.parent_run_id)
         tracker.log_metrics({f"ceiling_{k}": v for k, v in ceiling.items()})
         saved = state.advance(sweep_dir, saved, "tracking-ready",
                               experiment_id=tracker.experiment_id,
-                              parent_run_id=tracker.parent_run_id, mlflow_uri=plan.mlflow_uri)
+                              parent_run_id=tracker.parent_run_id, mlflow_uri=plan.mlflow_uri,
+                              ceiling=ceiling)
+
+    from ray import tune
 
     from sweeps.tuner import build_tuner, restore_tuner
 
-    if saved["phase"] == "tuning" and (sweep_dir / "tune").is_dir():
+    if saved["phase"] in ("tuning", "finished") and tune.Tuner.can_restore(
+            str(sweep_dir / "tune")):
         tuner = restore_tuner(plan, ceiling)
     else:
+        if saved["phase"] == "tuning":  # killed before Tune saved its first state
+            fresh_tuning(plan, tracker)
         callback = tracker.callback(sweep_dir, plan.trial_constants)
         tuner = build_tuner(plan, callbacks=[callback], ceiling=ceiling)
         saved = state.advance(sweep_dir, saved, "tuning")
     grid = tuner.fit()
+    state.log_phase(sweep_dir, "tuning-done")
+    return finish_sweep(plan, saved, grid, ceiling, tracker, started)
 
+
+def finish_sweep(plan: SweepPlan, saved: dict, grid, ceiling: dict, tracker,
+                 started: float) -> dict:
+    """Rank, write results.csv / best_config.json / the summary figures, log them on the
+    parent run, and record the sweep as finished."""
+    sweep_dir = Path(plan.sweep_dir)
     rows = report.collect_rows(grid, plan.trial_constants)
     report.mark_paper_trial(rows, plan.paper_point)
     metrics = list(plan.objective)
@@ -309,5 +352,6 @@ def run_sweep(plan: SweepPlan, saved: dict) -> dict:
     files += summary_figures(sweep_dir / "summary", rows, ranked, front, ceiling, plan)
     tracker.log_artifacts(files, "summary")
     tracker.finish("FINISHED" if ranked else "FAILED")
-    state.advance(sweep_dir, saved, "finished")
+    summary["estimate_minutes"] = plan.estimate_minutes
+    state.advance(sweep_dir, saved, "finished", minutes=round(summary["minutes"], 2))
     return summary

@@ -148,6 +148,15 @@ class SweepTracker:
                 log.warning("could not log %s to MLflow (%s): %s", path, redact_url(self.uri),
                             exc)
 
+    def delete_children(self) -> int:
+        """Delete the parent's child runs (of trials a resumed sweep will not continue)."""
+        children = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'")
+        for run in children:
+            self.client.delete_run(run.info.run_id)
+        return len(children)
+
     def tag_ranks(self, ranked: list) -> None:
         """Each ranked trial's child run gets tag ``gensweep.rank`` and ``#rank`` in its name,
         so the runs table shows the winners."""

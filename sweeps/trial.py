@@ -118,17 +118,16 @@ def trial_config(config: dict, trial_plan: TrialPlan) -> dict:
 
 def sweep_trial(config: dict, trial_plan: TrialPlan) -> None:
     """Ray Tune function trainable for sweeps: ``trainables.trainable.train`` + shared scoring."""
-    from trainables.trainable import train
-
-    from trainables.trainable import Probe
+    from trainables.trainable import Probe, train
 
     values = trial_config(config, trial_plan)
     scorer = probe = None
     if trial_plan.actor_names:
-        train = {"subset": values.get("subset"), "seed": values.get("seed", 0),
-                 "data_dir": values.get("data_dir")}
+        # the images this trial trains on: what the memorisation checks compare samples with
+        training_images = {"subset": values.get("subset"), "seed": values.get("seed", 0),
+                           "data_dir": values.get("data_dir")}
         scorer = actor_scorer(trial_plan.actor_names, trial_plan.namespace, trial_plan.ns,
-                              values["dataset"], train, trial_plan.cas_ceiling)
+                              values["dataset"], training_images, trial_plan.cas_ceiling)
         if trial_plan.probe_n:
             probe = Probe(trial_plan.probe_n, probe_scorer(
                 trial_plan.actor_names, trial_plan.namespace, trial_plan.probe_n,

@@ -111,12 +111,35 @@ def build_tuner(plan, callbacks: list | None = None, ceiling: dict | None = None
     run_config = tune.RunConfig(
         name="tune", storage_path=plan.sweep_dir, callbacks=callbacks or [],
         failure_config=tune.FailureConfig(max_failures=plan.request.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=1)
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=1,
+        progress_reporter=progress_table(plan))
     return tune.Tuner(trainable(plan, ceiling), param_space=search_space(plan),
                       tune_config=tune_config, run_config=run_config)
 
 
+def progress_table(plan):
+    """Tune's table of trials, showing the race: each trial's hyperparameters, the TS probe
+    after every round and how far it got, then, once it is scored, the objective and the
+    headline scores, best first. Plumbing (pids, node ids, timings) stays out."""
+    from ray.tune import CLIReporter
+
+    from scorers.keys import cas_key, score_key
+
+    n = max(plan.ns)
+    columns = {probe_key(plan.probe_n): "TS probe", "images_seen": "images",
+               **{key: key for key in plan.objective},
+               score_key("inception", n, "mean"): score_key("inception", n, "mean"),
+               score_key("vit", n, "mean"): score_key("vit", n, "mean"),
+               cas_key(n): cas_key(n)}
+    return CLIReporter(parameter_columns=list(search_space(plan)), metric_columns=columns,
+                       metric=plan.objective[0], mode="max", sort_by_metric=True,
+                       max_report_frequency=30, max_progress_rows=12)
+
+
 def _tune_environment() -> None:
+    # Tune's own console table (below) rather than its newer output, whose columns cannot be
+    # chosen: it shows the first four numbers a trial happens to report.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Scores arrive only in a trial's last report; per-round reports carry losses.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     # Save the experiment state (trials + searcher) on every controller step, not every 10 s:

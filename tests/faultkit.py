@@ -101,6 +101,13 @@ def plan(storage: Path):
     return SweepPlan.from_dict(read_state(storage)["plan"])
 
 
+def state_phase(storage: Path) -> str | None:
+    """The phase the sweep in ``storage`` recorded last (None: no sweep.json yet)."""
+    from sweeps.state import holds_sweep, read_state
+
+    return read_state(storage)["phase"] if holds_sweep(storage) else None
+
+
 def results(storage: Path) -> list:
     with open(storage / "results.csv") as fh:
         return list(csv.DictReader(fh))

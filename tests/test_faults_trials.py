@@ -13,7 +13,6 @@ import json
 import math
 import subprocess
 import time
-from pathlib import Path
 
 import faultkit as fk
 import pytest

@@ -6,7 +6,6 @@ The threshold is on the Inception Score formula over the quick ViT scorer's prob
 (the Transformer Score; the ViT is the cheaper of the two quick scorers to fine-tune in CI,
 about 4 minutes). Real test digits score about 9 with it (docs/results-cpu.md).
 """
-import numpy as np
 import pytest
 
 pytestmark = pytest.mark.slow

@@ -133,3 +133,32 @@ def load_weights(folder, model) -> dict:
     model.load_state_dict(load_file(folder / MODEL_FILE))
     path = folder / STATE_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def load_generator(folder):
+    """(model in eval mode, its TrainConfig, state.json) from a checkpoint folder gensweep
+    wrote; CheckpointError naming the folder and what is wrong otherwise."""
+    from safetensors import SafetensorError
+
+    from trainables.config import ConfigError, TrainConfig
+    from trainables.networks import build_model
+
+    folder = Path(folder)
+    if not (folder / MODEL_FILE).is_file() or not (folder / STATE_FILE).is_file():
+        raise CheckpointError(f"{folder} is not a gensweep checkpoint folder (needs "
+                              f"{MODEL_FILE} and {STATE_FILE}, as a trial or train.py writes)")
+    try:
+        state = json.loads((folder / STATE_FILE).read_text())
+        values = dict(state["config"])
+        values.pop("extra", None)  # written by checkpoints of 16ac32f and earlier, always {}
+        cfg = TrainConfig.from_dict(values)
+    except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
+        raise CheckpointError(f"{folder / STATE_FILE}: no usable training config ({exc})") from exc
+    model = build_model(cfg)
+    try:
+        load_weights(folder, model)
+    except (RuntimeError, SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{folder / MODEL_FILE}: cannot be loaded into the {cfg.model} "
+                              f"({cfg.arch}) it says it is ({str(exc).splitlines()[0][:200]})"
+                              ) from exc
+    return model.eval(), cfg, state

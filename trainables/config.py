@@ -49,6 +49,9 @@ class TrainConfig:
     # report each. A budget in images gives every trial of a sweep the same compute.
     train_images: int | None = None
     report_images: int | None = None
+    # Learning rate over the run: constant (the paper's Adam), or cosine decay to 0 over the
+    # whole budget, which a short budget gains most from.
+    lr_schedule: str = "constant"
     seed: int = 0
     n_samples: tuple[int, ...] = (1000, 5000)
     # Also draw this many labelled samples at the end, guided by real training images of each
@@ -85,6 +88,8 @@ class TrainConfig:
             bad("latent_dim", "must be an integer >= 1")
         if not (self.lr > 0):
             bad("lr", "must be > 0")
+        if self.lr_schedule not in ("constant", "cosine"):
+            bad("lr_schedule", "must be 'constant' or 'cosine'")
         if not 0 <= self.adversarial_loss_scale <= 1:
             bad("adversarial_loss_scale", "must be in [0, 1]")
         # The benchmark discriminators have 5 layers; -1 means the last.

@@ -64,6 +64,20 @@ def _losses(out, keys) -> dict:
     return {k: out[k].detach() for k in keys if k in out and out[k] is not None}
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def cosine_lr(base: float, total_steps: int, warmup: int = 0):
+    """``lr_at(step)``: linear warm-up over ``warmup`` steps, then cosine decay from ``base``
+    to 0 at ``total_steps``."""
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return base * (step + 1) / warmup
+        done = (step - warmup) / max(1, total_steps - warmup)
+        return base * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
+    return lr_at
+
+
 def batches_per_epoch(n_images: int, batch_size: int) -> int:
     return -(-n_images // batch_size)
 
@@ -77,12 +91,14 @@ def epoch_order(n_images: int, seed: int, epoch: int) -> torch.Tensor:
 
 def train_steps(model, model_kind: str, optimizers: dict, data: torch.Tensor, batch_size: int,
                 seed: int, first_step: int, n_steps: int, speed=None,
-                order=None) -> tuple[dict, int]:
+                order=None, lr_at=None) -> tuple[dict, int]:
     """Train global optimizer steps ``first_step`` .. ``first_step + n_steps - 1`` (step g takes
     batch g mod B of epoch g // B, B batches per epoch); returns the mean of each loss
     component over them and the number of images they took. Raises :class:`Diverged`.
     ``order(epoch)`` gives an epoch's image order (default :func:`epoch_order`; the
-    pythae comparison bench passes pythae's own)."""
+    pythae comparison bench passes pythae's own). ``lr_at(step)``, if given, sets every
+    optimizer's learning rate before each step (a function of the step alone, so a resumed
+    run follows the same schedule)."""
     model.train()
     keys = VAE_KEYS if model_kind == "vae" else VAEGAN_KEYS
     per_epoch = batches_per_epoch(len(data), batch_size)
@@ -95,6 +111,11 @@ def train_steps(model, model_kind: str, optimizers: dict, data: torch.Tensor, ba
             order_epoch, current = epoch, perm.to(data.device)
         batch = data[current[b * batch_size:(b + 1) * batch_size]]
         images += len(batch)
+        if lr_at is not None:
+            rate = lr_at(step)
+            for opt in optimizers.values():
+                for group in opt.param_groups:
+                    group["lr"] = rate
         if speed is not None:
             batch = as_input(batch, speed)
         try:

@@ -91,7 +91,7 @@ def save_png(grid: np.ndarray, path, scale: int = 3) -> Path:
     from PIL import Image
 
     img = Image.fromarray(grid, mode="L")
-    img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(path)
+    img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(path, format="PNG")
     return Path(path)
 
 

@@ -48,6 +48,8 @@ def build_parser() -> ArgumentParser:
                    help="an image budget instead of --epochs: train ceil(N / batch) steps")
     p.add_argument("--report-images", type=positive_int,
                    help="with --train-images: report and checkpoint every N images")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="cosine: decay the learning rate to 0 over the run")
     p.add_argument("--n-samples", type=int_list, default=(1000, 5000),
                    help="prior sample counts to draw (comma-separated)")
     p.add_argument("--seed", type=int, default=0)
@@ -71,6 +73,7 @@ def main(argv=None) -> int:
             reconstruction_layer=args.reconstruction_layer, equilibrium=args.equilibrium,
             margin=args.margin, subset=args.subset, test_subset=args.test_subset,
             train_images=args.train_images, report_images=args.report_images,
+            lr_schedule=args.lr_schedule,
             seed=args.seed, n_samples=args.n_samples, data_dir=args.data_dir, device=args.device,
             compile=args.compile)
     except (ConfigError, ValueError) as exc:

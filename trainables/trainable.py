@@ -28,7 +28,8 @@ import torch
 from trainables import checkpoint as ckpt
 from trainables.config import TrainConfig
 from trainables.device import pick_device, ray_assignment
-from trainables.loop import Diverged, batches_per_epoch, evaluate, make_optimizers, train_steps
+from trainables.loop import (Diverged, batches_per_epoch, cosine_lr, evaluate, make_optimizers,
+                             train_steps)
 from trainables.samples import (SAMPLES_FILE, load_samples, sample_prior, sample_reference,
                                 save_labelled, save_samples)
 from trainables.speed import Speed
@@ -112,6 +113,7 @@ def run_training(cfg: TrainConfig, reporter, scorer: Callable | None = None,
     model = apply_speed(build_model(cfg), speed, device)
     optimizers = make_optimizers(model, cfg.model, cfg.lr)
     rounds = round_steps(cfg, len(train_x))
+    lr_at = cosine_lr(cfg.lr, sum(rounds)) if cfg.lr_schedule == "cosine" else None
     assigned = ray_assignment()
     where = {"device": device.type, "gpus_assigned": assigned.gpus,
              "gpu_ids": ",".join(assigned.gpu_ids), "node_id": assigned.node_id,
@@ -139,7 +141,7 @@ def run_training(cfg: TrainConfig, reporter, scorer: Callable | None = None,
         try:
             train_losses, taken = train_steps(model, cfg.model, optimizers, train_x,
                                               cfg.batch_size, cfg.seed, step,
-                                              rounds[round_ - 1], speed)
+                                              rounds[round_ - 1], speed, lr_at=lr_at)
         except Diverged as exc:
             log.error("%s", exc)
             metrics = {"round": round_, "epoch": exc.epoch, "diverged": 1,

@@ -1,0 +1,251 @@
+"""Export a synthetic dataset from a trained generator, with the datasheet to defend it.
+
+    gensweep synthesize --checkpoint DIR --n 60000 --mode reference --classes balanced \\
+        --out synth.npz
+    gensweep synthesize --run runs/sweep-vaegan-mnist-... --trial best --n 10000 --out s.npz
+    python trainables/synthesize.py ...          # the same command
+
+Writes three files, each atomically (a half-written export never replaces a good one):
+
+* ``OUT`` (.npz, no pickle): ``images`` uint8 (N, 28, 28), and ``labels`` uint8 (N,) for
+  labelled modes. ``--mode prior`` draws z ~ N(0, I) (unlabelled); ``reference`` starts
+  from real training images of each class (z ~ q(z|x), labelled with that class);
+  ``--classes balanced`` gives every class N / 10 images, class by class.
+* ``OUT`` with ``.png``: a grid, one row per class (or 8 x 8 prior samples).
+* ``OUT`` with ``.json``: the datasheet: model, its config, the checkpoint and its SHA-256,
+  mode, seed, class counts, and the scores of this set (a seeded sample of ``--score-n``
+  of its images, since a class-sorted file's head holds few classes): IS / TS, FID and the
+  rest against real test images, the train-on-synthetic accuracy and its real ceiling for a
+  labelled set, the memorisation checks against the images the generator trained on, and
+  the ids of the scorers used.
+
+Scorers: the sweep's own (``--run``), else ``--scorers DIR`` (inception/ and vit/), else the
+quick preset's in the cache; ``--no-score`` writes the datasheet without scores.
+Exit codes: 0 written, 2 bad arguments or input (one line on stderr), 1 other failures.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+try:
+    from trainables.cli import ArgumentParser, fail, number, positive_int, setup_logging
+except ModuleNotFoundError as exc:  # run as a script from a checkout that was not installed
+    sys.exit(f"synthesize: error: {exc}; install gensweep first: pip install -e .")
+
+log = logging.getLogger(__name__)
+PROG = "gensweep synthesize"
+MODES = ("prior", "reference")
+SCORE_N = 5000
+
+
+def parser() -> ArgumentParser:
+    p = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="a checkpoint folder (model.safetensors, state.json)")
+    src.add_argument("--run", help="a sweep folder; with --trial")
+    p.add_argument("--trial", default="best", help="best (the sweep's winner) or a trial id")
+    p.add_argument("--n", type=positive_int, default=10_000, help="images to write")
+    p.add_argument("--mode", choices=MODES, default="reference")
+    p.add_argument("--classes", choices=("balanced",),
+                   help="balanced: N / 10 per class, class by class (what --mode reference "
+                        "draws)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="FILE.npz")
+    p.add_argument("--scorers", help="folder with inception/ and vit/ scorer folders")
+    p.add_argument("--score-n", type=number(int, 10, maximum=SCORE_N), default=SCORE_N,
+                   help="images of the set scored for the datasheet (a seeded sample; 10-5000)")
+    p.add_argument("--no-score", action="store_true", help="datasheet without scores")
+    p.add_argument("--data-dir", help="dataset folder (else GENSWEEP_DATA_DIR, the cache)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def trial_checkpoint(run: Path, trial: str) -> tuple[Path, dict]:
+    """The final checkpoint of a sweep's trial (``best`` = best_config.json's), and the
+    sweep's saved state; ValueError naming what is missing."""
+    from sweeps import state
+
+    if not state.holds_sweep(run):
+        raise ValueError(f"--run {run} holds no sweep (no {state.SWEEP_FILE})")
+    saved = state.read_state(run)
+    if trial == "best":
+        best = run / "best_config.json"
+        if not best.is_file():
+            raise ValueError(f"--run {run} has no best_config.json (it has not finished with "
+                             f"a scored trial); name a trial id with --trial")
+        trial = json.loads(best.read_text())["trial_id"]
+    folder = run / "tune" / f"trial_{trial}"
+    finals = sorted(p for p in folder.glob("checkpoint_*")
+                    if json.loads((p / "state.json").read_text()).get("stage") == "final") \
+        if folder.is_dir() else []
+    if not finals:
+        raise ValueError(f"--run {run}: no finished checkpoint for trial {trial!r} (looked in "
+                         f"{folder}); see results.csv for the trial ids")
+    return finals[-1], saved
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def generate(model, cfg, mode: str, n: int, seed: int, data_dir):
+    """(images, labels or None) of ``mode``; reference samples come n / 10 per class."""
+    from trainables.datasets import load_dataset
+    from trainables.samples import sample_prior, sample_reference
+
+    if mode == "prior":
+        return sample_prior(model, n, seed=seed), None
+    data = load_dataset(cfg.dataset, data_dir or cfg.data_dir, subset=cfg.subset, seed=cfg.seed)
+    return sample_reference(model, data.train.images, data.train.labels, n, seed)
+
+
+def write_all(writers: dict) -> None:
+    """``{path: write(tmp)}``: every file into a temporary beside its path first, then all
+    renamed into place, so an export is never half replaced (a failure leaves the old set)."""
+    tmps = {path: path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+            for path in writers}
+    try:
+        for path, write in writers.items():
+            write(tmps[path])
+        for path, tmp in tmps.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
+
+
+def score_set(images, labels, dataset: str, scorer_dirs: dict, cfg, score_n: int, seed: int,
+              data_dir) -> dict:
+    """The datasheet's scores of a seeded sample of the set (see the module doc)."""
+    import numpy as np
+
+    from scorers import memorisation as memo
+    from scorers import utility
+    from scorers.keys import cas_key, memo_key
+    from scorers.scoring import score_images
+    from scorers.store import load_scorer
+    from trainables.datasets import load_dataset
+
+    pick = np.sort(np.random.default_rng(seed).permutation(len(images))[:score_n])
+    x = images[pick]
+    n = len(x)
+    out, ids = {}, {}
+    training = {"subset": cfg.subset, "seed": cfg.seed}
+    for kind, folder in scorer_dirs.items():
+        scorer = load_scorer(folder, data_dir=data_dir)
+        ids[kind] = scorer.scorer_id
+        out.update(score_images(scorer, x, (n,), dataset=dataset,
+                                train=training if kind == "vit" else None))
+    data = load_dataset(dataset, data_dir or cfg.data_dir, subset=cfg.subset, seed=cfg.seed)
+    flat = data.train.images.reshape(len(data.train.images), -1).astype(np.float32) / 255
+    res = memo.memorisation(memo.training_set(flat), x.reshape(n, -1).astype(np.float32) / 255)
+    out[memo_key("pixels", n, "memorised")] = res["memorised"]
+    out[memo_key("pixels", n, "authenticity")] = res["authenticity"]
+    if labels is not None:
+        test = load_dataset(dataset, data_dir).test
+        acc = utility.classification_accuracy_score(x, labels[pick], test.images, test.labels)
+        ceiling = utility.real_ceiling(load_dataset(dataset, data_dir), n)
+        out.update({cas_key(n): acc, cas_key(n, ratio=True): acc / ceiling,
+                    f"ceiling_{cas_key(n)}": ceiling})
+    return {"n_scored": n, "scores": out, "scorer_ids": ids}
+
+
+def default_scorers(dataset: str, scorers_dir: str | None, saved: dict | None) -> dict:
+    from scorers.spec import KINDS
+    from scorers.store import is_complete, scorer_dir_for
+    from sweeps.presets import PRESETS
+
+    from scorers.store import read_metadata
+
+    if saved and saved.get("scorers"):
+        dirs = {k: Path(v) for k, v in saved["scorers"].items()}
+    elif scorers_dir:
+        dirs = {k: Path(scorers_dir) / k for k in KINDS}
+    else:
+        dirs = None
+    if dirs is not None:
+        for kind, folder in dirs.items():
+            meta = read_metadata(folder)  # ValueError naming the folder
+            if meta["kind"] != kind or meta["dataset"] != dataset:
+                raise ValueError(f"{folder} holds a {meta['kind']} scorer for "
+                                 f"{meta['dataset']}; expected a {kind} scorer for {dataset}")
+        return dirs
+    dirs = {k: scorer_dir_for(PRESETS["quick"].scorer_spec(dataset, k)) for k in KINDS}
+    missing = [k for k, d in dirs.items() if not is_complete(d)]
+    if missing:
+        raise ValueError(f"no cached quick {', '.join(missing)} scorer for {dataset}; pass "
+                         f"--scorers DIR, or --no-score, or fine-tune with gensweep finetune")
+    return dirs
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging(args.verbose)
+    import numpy as np
+
+    from trainables.checkpoint import CheckpointError, load_generator
+    from trainables.datasets import DatasetError
+    from trainables.samples import class_grid, image_grid, save_png
+
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        fail(PROG, f"--out {out}: expected a FILE.npz")
+    if args.mode == "prior" and args.classes:
+        fail(PROG, "--classes balanced needs labels: prior samples carry none; use "
+                   "--mode reference")
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        fail(PROG, f"--out {out}: the folder {out.parent} does not exist or is not writable")
+    saved = None
+    try:
+        if args.run:
+            folder, saved = trial_checkpoint(Path(args.run), args.trial)
+        else:
+            folder = Path(args.checkpoint)
+        model, cfg, _ = load_generator(folder)
+        scorer_dirs = None if args.no_score else default_scorers(cfg.dataset, args.scorers, saved)
+        log.info("writing %d %s samples of %s (%s) to %s", args.n, args.mode, cfg.model,
+                 folder, out)
+        images, labels = generate(model, cfg, args.mode, args.n, args.seed, args.data_dir)
+        sheet = {"model": cfg.model, "dataset": cfg.dataset, "config": cfg.to_dict(),
+                 "checkpoint": str(folder.resolve()),
+                 "checkpoint_sha256": file_sha256(folder / "model.safetensors"),
+                 "mode": args.mode, "seed": args.seed, "n": int(len(images)),
+                 "classes": (np.bincount(labels, minlength=10).tolist()
+                             if labels is not None else None),
+                 "order": "class by class" if labels is not None else "as drawn"}
+        if scorer_dirs is not None:
+            sheet.update(score_set(images, labels, cfg.dataset, scorer_dirs, cfg,
+                                   min(args.score_n, len(images)), args.seed, args.data_dir))
+    except (ValueError, CheckpointError, DatasetError) as exc:
+        fail(PROG, str(exc))
+    arrays = {"images": images} if labels is None else {"images": images, "labels": labels}
+    try:
+        def write_npz(tmp):
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+
+        grid = class_grid(images, labels) if labels is not None else image_grid(images)
+        write_all({out: write_npz, out.with_suffix(".png"): lambda tmp: save_png(grid, tmp),
+                   out.with_suffix(".json"):
+                       lambda tmp: tmp.write_text(json.dumps(sheet, indent=1, default=str))})
+    except OSError as exc:
+        fail(PROG, f"--out {out}: {exc.strerror or exc}", 1)
+    scores = sheet.get("scores", {})
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items()
+                      if k.startswith(("is_", "ts_", "cas_", "memorised_")) and "std" not in k)
+    print(f"wrote {out} ({len(images)} images, {args.mode}), {out.with_suffix('.png')}, "
+          f"{out.with_suffix('.json')}" + (f"; {shown}" if shown else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
