@@ -17,12 +17,17 @@ import numpy as np
 
 AUGMENTS = ("none", "degrade")
 SHARE = 0.5  # of training images degraded in each epoch
-BLUR_SIGMA = (0.0, 1.5)  # Gaussian blur, pixels, uniform
-DIM = (0.5, 1.0)  # intensity scale, uniform
+BLUR_SIGMA = (0.0, 2.0)  # Gaussian blur, pixels, uniform
+DIM = (0.4, 1.0)  # intensity scale, uniform
 # The fixed degradations a scorer is measured on (on ROBUSTNESS_IMAGES test images).
 CHECKS = {"blur_1px": {"sigma": 1.0, "scale": 1.0}, "dim_70": {"sigma": 0.0, "scale": 0.7},
           "blur_1px_dim_70": {"sigma": 1.0, "scale": 0.7}}
 ROBUSTNESS_IMAGES = 2000
+
+
+def settings() -> dict:
+    """What ``degrade`` does, for a scorer's spec hash: other settings, other weights."""
+    return {"share": SHARE, "blur_sigma": list(BLUR_SIGMA), "dim": list(DIM)}
 
 
 def _blur(image: np.ndarray, sigma: float) -> np.ndarray:

@@ -42,7 +42,12 @@ def _hash_extra(kind: str) -> dict:
 
 
 def spec_hash(spec: TrainSpec) -> str:
-    return spec.spec_hash(extra=_hash_extra(spec.kind))
+    extra = _hash_extra(spec.kind)
+    if spec.resolved().augment == "degrade":
+        from scorers import degrade
+
+        extra["degrade"] = degrade.settings()
+    return spec.spec_hash(extra=extra)
 
 
 def scorer_dir_for(spec: TrainSpec, cache_root=None) -> Path:

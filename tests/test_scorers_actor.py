@@ -4,6 +4,7 @@ test_scorers_trained.py (fine-tuned once per session through the shared cache)."
 import os
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,3 +165,26 @@ def test_inception_actor_in_a_worker_process(ray_local, samples):
     assert set(remote) == set(local) and "is_500_mean" in remote
     assert remote == pytest.approx(local, rel=1e-3, abs=2e-3)
     ray.kill(handle)
+
+
+def test_concurrent_callers_and_a_kill_under_load(vit_dir, tmp_path):
+    """1, 4 and 16 callers from separate processes at once (bench/actor_load.py): every
+    result equals the one computed alone, also when the actor is killed mid-queue."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "load.json"
+    for extra in ([], ["--kill"]):
+        r = subprocess.run([sys.executable, "bench/actor_load.py", "--scorer-dir", str(vit_dir),
+                            "--callers", "1,4,16", "--n", "500", "--json", str(out), *extra],
+                           cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                           text=True, timeout=900)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        rows = json.loads(out.read_text())
+        assert [row["callers"] for row in rows] == [1, 4, 16]
+        assert all(row["all_equal_alone"] for row in rows), rows
+        if extra:
+            assert all(row["restarted"] for row in rows), rows
+        # one request at a time: sixteen wait about sixteen times one, and none is lost
+        assert rows[2]["p99_s"] >= rows[0]["p50_s"], rows
