@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 
+from scorers.degrade import AUGMENTS
 from scorers.spec import KINDS, SCHEDULES
 from trainables.cli import ArgumentParser, fail, positive_int, setup_logging, unit_float
 from trainables.datasets import DATASETS
@@ -33,6 +34,8 @@ def parser() -> ArgumentParser:
                    help="train on this many training images (stratified); default all 60,000")
     p.add_argument("--batch-size", type=positive_int, help="default 128")
     p.add_argument("--lr", type=unit_float, help="learning rate, default 1e-3")
+    p.add_argument("--augment", choices=AUGMENTS,
+                   help="degrade: blurred / dimmed copies in training (scorers.degrade)")
     p.add_argument("--schedule", choices=SCHEDULES,
                    help="learning-rate schedule (default: constant for inception, as the paper; "
                         "warmup-cosine for vit)")
@@ -60,7 +63,7 @@ def main(argv=None) -> int:
         folder = ensure_scorer(
             args.dataset, args.scorer, init=args.init, epochs=args.epochs, subset=args.subset,
             batch_size=args.batch_size, lr=args.lr, eval_subset=args.eval_subset,
-            schedule=args.schedule,
+            schedule=args.schedule, augment=args.augment,
             data_dir=args.data_dir, cache_root=args.cache_root, force=args.force,
             seed=args.seed, folder=args.out, progress=not args.no_progress)
     except ScorerInitError as exc:
@@ -69,6 +72,11 @@ def main(argv=None) -> int:
         fail("finetune.py", str(exc), 2)
     except DatasetError as exc:
         fail("finetune.py", str(exc), 1)
+    except OSError as exc:  # an unwritable --out or cache
+        fail("finetune.py", f"{exc.filename or args.out or 'the scorer cache'}: "
+                            f"{exc.strerror or exc}", 1)
+    except KeyboardInterrupt:
+        fail("finetune.py", "interrupted; nothing was placed in the cache (run it again)", 130)
     meta = read_metadata(folder)
     if args.json:
         print(json.dumps({"folder": str(folder), **meta}, indent=2, sort_keys=True))

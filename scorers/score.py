@@ -93,6 +93,7 @@ def main(argv=None) -> int:
     from scorers.scoring import ceiling, check_ns, score_images
     from scorers.spec import TrainSpec
     from scorers.store import ensure_scorer, is_complete, load_scorer, read_metadata, scorer_dir_for
+    from trainables.datasets import DatasetError
 
     # Every cheap check first: a typo must not cost a model load or a fine-tune.
     try:
@@ -133,13 +134,13 @@ def main(argv=None) -> int:
                         "defaults (20 epochs on 60,000 images; hours on a CPU). Interrupt and "
                         "pass --scorer-dir %s=DIR to use one made by scorers/finetune.py",
                         kind, args.dataset, kind)
-        folder = dirs.get(kind) or ensure_scorer(args.dataset, kind, data_dir=args.data_dir,
-                                                 cache_root=args.cache_root)
         try:
+            folder = dirs.get(kind) or ensure_scorer(args.dataset, kind, data_dir=args.data_dir,
+                                                     cache_root=args.cache_root)
             scorer = load_scorer(folder, data_dir=args.data_dir)
             scores = (ceiling(scorer, ns) if images is None
                       else score_images(scorer, images, ns, dataset=args.dataset))
-        except ValueError as exc:
+        except (ValueError, DatasetError) as exc:  # a corrupt folder, a missing dataset
             fail(PROG, str(exc))
         results[kind] = scores
         info[kind] = {"folder": str(folder), "scorer_id": scorer.scorer_id,

@@ -66,14 +66,61 @@ def absolute_path_variables() -> None:
             os.environ[var] = str(Path(os.environ[var]).expanduser().resolve())
 
 
+TRACKING_SCHEMES = ("http", "https", "sqlite", "file", "postgresql", "mysql", "mssql",
+                    "databricks")
+
+
+def check_urls(request: SweepRequest) -> None:
+    """A tracking URI MLflow can use and an Optuna storage SQLAlchemy can parse."""
+    if request.mlflow_uri:
+        scheme = request.mlflow_uri.split(":", 1)[0].split("+", 1)[0] \
+            if ":" in request.mlflow_uri else ""
+        if scheme not in TRACKING_SCHEMES:
+            raise SweepError(f"--mlflow-uri {redact_url(request.mlflow_uri)}: not a tracking "
+                             f"URI ({', '.join(TRACKING_SCHEMES)}); e.g. http://127.0.0.1:5000 "
+                             f"or sqlite:///mlflow.db")
+    if request.optuna_storage:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(request.optuna_storage)
+        except ArgumentError as exc:
+            raise SweepError(f"--optuna-storage {redact_url(request.optuna_storage)}: not a "
+                             f"database URL ({exc}); e.g. sqlite:///optuna.db") from exc
+
+
+def check_scorers_dir(request: SweepRequest) -> None:
+    """``--scorers DIR`` holds a complete scorer of each kind for the dataset."""
+    if not request.scorers_dir:
+        return
+    from scorers.spec import KINDS
+    from scorers.store import read_metadata
+
+    for kind in KINDS:
+        folder = Path(request.scorers_dir) / kind
+        try:
+            meta = read_metadata(folder)
+        except ValueError as exc:
+            raise SweepError(f"--scorers {request.scorers_dir}: {exc} (expected DIR/inception "
+                             f"and DIR/vit, as scorers/finetune.py --out writes)") from exc
+        if meta["kind"] != kind or meta["dataset"] != request.dataset:
+            raise SweepError(f"--scorers {request.scorers_dir}: {folder} holds a "
+                             f"{meta['kind']} scorer for {meta['dataset']}; expected a {kind} "
+                             f"scorer for {request.dataset}")
+
+
 def preflight(request: SweepRequest) -> None:
-    """The checks that need neither Ray nor the scorers: storage, tracking server, dataset."""
+    """The checks that need neither Ray nor the scorers: storage, the stores' URLs and the
+    tracking server, the scorer folders given, the dataset."""
     from sweeps import tracking
 
     absolute_path_variables()
+    check_urls(request)
     check_writable(request.sweep_dir)
     tracking.check_reachable(request.mlflow_uri or
                              tracking.default_tracking_uri(request.sweep_dir))
+    check_scorers_dir(request)
     check_dataset(request)
 
 

@@ -217,8 +217,11 @@ def locate(name: str, data_dir=None, allow_download: bool = True) -> Path:
                                + _how_to_get(name))
     if allow_download and os.environ.get("GENSWEEP_NO_DOWNLOAD") != "1":
         target = cache_dir() / "datasets" / name
+        # GENSWEEP_MIRRORS: comma-separated base URLs to fetch from instead (a local copy)
+        mirrors = tuple(m.strip() for m in os.environ.get("GENSWEEP_MIRRORS", "").split(",")
+                        if m.strip()) or None
         try:
-            return download(name, target)
+            return download(name, target, mirrors)
         except DatasetError as exc:
             raise DatasetError(f"{name} not found in {', '.join(map(str, searched))}, and {exc}. "
                                + _how_to_get(name)) from exc

@@ -6,7 +6,8 @@
 Writes ``OUT/metrics.jsonl`` (one line per epoch), ``OUT/checkpoints/`` (last two epochs,
 safetensors), and at the end ``OUT/samples.npz`` (5,000 prior samples, uint8) and
 ``OUT/samples_grid.png``. ``--resume`` continues an interrupted run from its last checkpoint.
-Exit codes: 0 finished, 2 bad arguments, 3 diverged, 1 other errors (message on stderr).
+Exit codes: 0 finished, 2 bad arguments, 3 diverged, 1 other errors (a missing or corrupt
+dataset, an unwritable --out; one line on stderr), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -80,9 +81,17 @@ def main(argv=None) -> int:
         parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
+    from trainables.checkpoint import CheckpointError
     from trainables.datasets import DatasetError
+    from trainables.device import Assignment, choose_device
     from trainables.trainable import LocalReporter, run_training
 
+    try:
+        import torch
+
+        choose_device(args.device, Assignment(), torch.cuda.is_available())
+    except ValueError as exc:
+        parser.error(str(exc))
     out = Path(args.out)
     try:
         reporter = LocalReporter(out, resume=args.resume)
@@ -91,9 +100,17 @@ def main(argv=None) -> int:
         log.info("training %s on %s (%s nets, %s) into %s", cfg.model, cfg.dataset, cfg.arch,
                  budget, out)
         result = run_training(cfg, reporter)
-    except (DatasetError, FileExistsError) as exc:
+    except (DatasetError, FileExistsError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # an unwritable or full --out
+        print(f"error: --out {out}: {exc.strerror or exc} ({exc.filename or out})",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with the same command and --resume (checkpoints in "
+              f"{out / 'checkpoints'})", file=sys.stderr)
+        return 130
     (out / "result.json").write_text(json.dumps(
         {"status": result.status, "metrics": result.metrics}, indent=1, default=float))
     if result.status == "diverged":
