@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,7 @@ def load_samples(path: str) -> np.ndarray:
             if not data.files:
                 raise ValueError("the .npz holds no arrays")
             return data["samples"] if "samples" in data.files else data[data.files[0]]
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"--samples {path}: cannot be read as .npy/.npz without pickle "
                          f"({exc})") from exc
 

@@ -127,11 +127,12 @@ def build_here(spec: TrainSpec, folder: Path, *, spec_hash: str, data_dir=None,
 def ensure_scorer(dataset: str, kind: str, *, init: str = "scratch", epochs: int | None = None,
                   subset: int | None = None, batch_size: int | None = None,
                   lr: float | None = None, eval_subset: int | None = None,
-                  schedule: str | None = None, seed: int = 0, **options) -> Path:
+                  schedule: str | None = None, augment: str | None = None, seed: int = 0,
+                  **options) -> Path:
     """:func:`ensure_spec` for the :class:`TrainSpec` these settings describe."""
     spec = TrainSpec(dataset, kind, init=init, epochs=epochs, subset=subset,
                      batch_size=batch_size, lr=lr, eval_subset=eval_subset, schedule=schedule,
-                     seed=seed)
+                     augment=augment, seed=seed)
     return ensure_spec(spec, **options)
 
 

@@ -30,7 +30,7 @@ def _gensweep_env(tmp_path_factory):
             os.environ[k] = v
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def data_dir() -> Path:
     return SHARED_DATA
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import zlib
 import logging
 import os
 import shutil
@@ -186,8 +187,9 @@ def download(name: str, target: Path, mirrors: tuple[str, ...] | None = None) ->
                 _verify_download(name, stem, Path(tmp))
                 os.replace(tmp, dest)
                 break
-            except (OSError, DatasetError) as exc:
-                errors.append(f"{url}: {exc}")
+            except (OSError, EOFError, zlib.error, DatasetError) as exc:
+                # EOFError / zlib.error: the transfer broke off inside the gzip stream
+                errors.append(f"{url}: {exc} (an interrupted or damaged transfer)")
             finally:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
