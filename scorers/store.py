@@ -43,10 +43,11 @@ def _hash_extra(kind: str) -> dict:
 
 def spec_hash(spec: TrainSpec) -> str:
     extra = _hash_extra(spec.kind)
-    if spec.resolved().augment == "degrade":
+    augment = spec.resolved().augment
+    if augment != "none":
         from scorers import degrade
 
-        extra["degrade"] = degrade.settings()
+        extra["degrade"] = degrade.settings(augment)
     return spec.spec_hash(extra=extra)
 
 

@@ -75,9 +75,9 @@ def train_scorer(spec: TrainSpec, folder: Path, *, spec_hash: str, data_dir=None
         epoch_started[0] = time.time()
 
     augment = None
-    if spec.augment == "degrade":
+    if spec.augment != "none":
         def augment(images, epoch):
-            return degrade.degrade(images, seed=spec.seed * 1000 + epoch)
+            return degrade.degrade(images, seed=spec.seed * 1000 + epoch, level=spec.augment)
     impl.fit(model, x_train, ds.train.labels, epochs=spec.epochs,
              batch_size=spec.batch_size, lr=spec.lr, seed=spec.seed, epoch_end=epoch_end,
              progress=progress, schedule=spec.schedule, augment=augment)

@@ -80,7 +80,7 @@ QUICK = Preset(
         "inception": dict(epochs=1, subset=18_000, batch_size=64, lr=2e-3,
                           schedule="warmup-cosine", augment="degrade"),
         "fashion-mnist/inception": dict(epochs=1, subset=24_000, batch_size=64, lr=2e-3,
-                                        schedule="warmup-cosine", augment="degrade"),
+                                        schedule="warmup-cosine", augment="degrade-mild"),
         "vit": dict(epochs=3, batch_size=64, lr=1e-3),
         "fashion-mnist/vit": dict(epochs=6, batch_size=64, lr=1e-3),
     },

@@ -21,6 +21,7 @@ SWEEP_TAG = "gensweep.sweep_id"
 TRIAL_TAG = "gensweep.trial_id"
 STATUS_TAG = "gensweep.status"
 RANK_TAG = "gensweep.rank"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 ARTIFACTS = ("samples_grid.png", "memorisation_pairs.png", "model.safetensors", "state.json",
              "samples.npz")
 # MLflow's own defaults (7 retries, exponential backoff, 120 s timeout) block the Tune driver
@@ -111,6 +112,10 @@ class SweepTracker:
                 location = (Path(sweep_dir).resolve() / "mlartifacts").as_uri()
             self.experiment_id = self.client.create_experiment(experiment,
                                                                artifact_location=location)
+        # MLflow 3's UI opens an experiment of unknown kind on its GenAI overview (traces,
+        # token usage); this kind makes it open on the training runs.
+        self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG,
+                                       "custom_model_development")
         found = self.client.search_runs(
             [self.experiment_id], filter_string=f"tags.`{SWEEP_TAG}` = '{sweep_key}' and "
                                                 f"tags.`{ROLE_TAG}` = 'sweep'")

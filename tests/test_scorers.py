@@ -274,7 +274,7 @@ def test_degrade_blurs_and_dims_half_and_leaves_the_rest():
     x = (rng.random((400, 28, 28)) > 0.8).astype(np.float32)
     out = degrade.degrade(x, seed=3)
     changed = np.array([not np.array_equal(a, b) for a, b in zip(x, out)])
-    assert 0.4 < changed.mean() < 0.6  # about SHARE of them
+    assert 0.4 < changed.mean() < 0.6  # about half of them
     assert out.max() <= 1.0 and out.min() >= 0.0 and out.dtype == np.float32
     assert (out[changed].max(axis=(1, 2)) <= x[changed].max(axis=(1, 2))).all()  # dimmer
     np.testing.assert_array_equal(degrade.degrade(x, seed=3), out)  # seeded
