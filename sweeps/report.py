@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 from scorers.keys import score_key
@@ -123,20 +124,24 @@ def write_results(sweep_dir: Path, rows: list[dict]) -> Path:
     return path
 
 
+TEXT_COLUMNS = ("trial_id", "status", "error", "checkpoint", "model", "dataset", "arch")
+_NUMBER = re.compile(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|-?inf|nan")
+
+
 def read_results(sweep_dir: Path) -> list[dict]:
     """The rows ``write_results`` wrote, numbers as numbers (for a finished sweep's report)."""
-    def value(text: str):
+    def value(key: str, text: str):
         if text in ("", "None"):
             return None
         if text in ("True", "False"):
             return text == "True"
-        try:
-            return int(text) if text.lstrip("-").isdigit() else float(text)
-        except ValueError:
+        # Python's float() reads "12345_00001" (a Tune trial id) as a number: ids stay text
+        if key in TEXT_COLUMNS or not _NUMBER.fullmatch(text):
             return text
+        return int(text) if text.lstrip("-").isdigit() else float(text)
 
     with open(Path(sweep_dir) / "results.csv", newline="") as fh:
-        return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+        return [{k: value(k, v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
 def write_best_config(sweep_dir: Path, best: dict, objective: list[str]) -> Path:

@@ -120,7 +120,7 @@ def build_tuner(plan, callbacks: list | None = None, ceiling: dict | None = None
 def progress_table(plan):
     """Tune's table of trials, showing the race: each trial's hyperparameters, the TS probe
     after every round and how far it got, then, once it is scored, the objective and the
-    headline scores, best first. Plumbing (pids, node ids, timings) stays out."""
+    headline scores. Plumbing (pids, node ids, timings) stays out."""
     from ray.tune import CLIReporter
 
     from scorers.keys import cas_key, score_key
@@ -131,8 +131,10 @@ def progress_table(plan):
                score_key("inception", n, "mean"): score_key("inception", n, "mean"),
                score_key("vit", n, "mean"): score_key("vit", n, "mean"),
                cas_key(n): cas_key(n)}
+    # Not sort_by_metric: Tune sorts finished trials by the raw value, and a trial stopped
+    # early by ASHA or failed as diverged has none (None < float raises, ending the sweep).
+    # The ranked table comes at the end, from the sweep's own report.
     return CLIReporter(parameter_columns=list(search_space(plan)), metric_columns=columns,
-                       metric=plan.objective[0], mode="max", sort_by_metric=True,
                        max_report_frequency=30, max_progress_rows=12)
 
 

@@ -120,11 +120,13 @@ def finite(text) -> bool:
         return False
 
 
-def mlflow_runs(uri: str):
+def mlflow_runs(uri: str, experiment: str = "gensweep-vae-mnist"):
+    """(client, parent runs, child runs) of ``experiment``; none before it exists (a sweep's
+    sweep.json is written when it is planned, before the experiment is made)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
-    exp = client.get_experiment_by_name("gensweep-vae-mnist")
+    exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id]) if exp else []
     parents = [r for r in runs if r.data.tags.get("gensweep.role") == "sweep"]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]

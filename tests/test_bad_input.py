@@ -87,7 +87,7 @@ CASES = [
     case("train", ["--arch", "small", "--out", f"{R}/t1"], 1, "mnist not found", NO_DATA),
     case("train", ["--arch", "small", "--out", f"{R}/t2"], 1, "truncated or corrupt", CORRUPT),
     case("train", ["--arch", "small", "--subset", "100", "--out", f"{R}/a-file/t"], 1,
-         "Not a directory"),
+         "a-file"),
     case("train", ["--arch", "small", "--out", f"{R}/t3"], 1, "could not download", DOWNLOAD),
     # --- gensweep finetune
     case("finetune", ["--dataset", "cifar", "--scorer", "vit"], 2, "invalid choice"),
@@ -103,7 +103,7 @@ CASES = [
     case("finetune", ["--dataset", "mnist", "--scorer", "vit", "--subset", "100"], 1,
          "mnist not found", NO_DATA),
     case("finetune", ["--dataset", "mnist", "--scorer", "vit", "--subset", "100", "--out",
-                      f"{R}/a-file/v"], 1, "Not a directory"),
+                      f"{R}/a-file/v"], 1, "a-file"),
     # --- gensweep score
     case("score", ["--dataset", "mnist", "--samples", f"{R}/missing.npy"], 2, "no such file"),
     case("score", ["--dataset", "mnist", "--samples", f"{R}/corrupt.npz"], 2,

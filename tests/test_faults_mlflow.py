@@ -88,8 +88,8 @@ def test_mlflow_down_mid_sweep_is_replayed_by_resume(tmp_path, smoke_scorers, mo
 # ------------------------------------------------------- MLflow client behaviour (bugs)
 DEAD_SERVER_CALL = """
 import sys, time
-from sweeps import tracking
-cb = tracking.make_callback(sys.argv[1], "1", "parent", sys.argv[2])
+from sweeps.mlflow_callback import MlflowSweepCallback
+cb = MlflowSweepCallback(sys.argv[1], "1", "parent", sys.argv[2])
 t0 = time.time()
 ok = cb._safe("start", "t1", "trial_t1", {"lr": 0.1})
 print("delivered", ok, "after", round(time.time() - t0, 1))
@@ -123,8 +123,8 @@ def test_params_survive_a_failure_between_create_run_and_params(tmp_path, monkey
     from sweeps import tracking
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    exp = tracking.setup_experiment(uri, "gensweep-vae-mnist", tmp_path)
-    parent = tracking.start_parent_run(uri, exp, "sweep", {}, {})
+    tracker = tracking.SweepTracker(uri)
+    tracker.open("gensweep-vae-mnist", "sweep", tmp_path, {}, {}, sweep_key="s1")
     real = MlflowClient.log_batch
     failures = []
 
@@ -135,10 +135,10 @@ def test_params_survive_a_failure_between_create_run_and_params(tmp_path, monkey
         return real(self, run_id, metrics=metrics, params=params, tags=tags, **kw)
 
     monkeypatch.setattr(MlflowClient, "log_batch", flaky)
-    cb = tracking.make_callback(uri, exp, parent, tmp_path)
+    cb = tracker.callback(tmp_path)
     assert cb._safe("start", "t1", "trial_t1", {"lr": 0.1}) is False
     assert failures
-    later = tracking.make_callback(uri, exp, parent, tmp_path)  # as in a resumed driver
+    later = tracker.callback(tmp_path)  # as in a resumed driver
     assert later.replay_pending() == 0
     _, _, children = fk.mlflow_runs(uri)
     assert len(children) == 1

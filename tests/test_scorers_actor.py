@@ -184,6 +184,9 @@ def test_concurrent_callers_and_a_kill_under_load(vit_dir, tmp_path):
         rows = json.loads(out.read_text())
         assert [row["callers"] for row in rows] == [1, 4, 16]
         assert all(row["all_equal_alone"] for row in rows), rows
+        # same maths as in the driver, up to thread-order sums: a 1-NN vote on a near tie can
+        # flip (1 of 259 here: 0.0039), continuous scores agree to about 1e-6
+        assert all(row["max_rel_diff_driver"] < 0.02 for row in rows), rows
         if extra:
             assert all(row["restarted"] for row in rows), rows
         # one request at a time: sixteen wait about sixteen times one, and none is lost

@@ -224,7 +224,10 @@ def test_score_keys_and_real_ceiling_beats_noise_vit(vit):
     assert abs(real["nn1_vit_1k_acc"] - 0.5) < 0.1 and noise["nn1_vit_1k_acc"] > 0.95
     assert real["class_coverage_vit_1k"] == 1.0
     assert real["precision_vit_1k"] > 0.6 and real["recall_vit_1k"] > 0.6
-    assert real["precision_vit_1k"] > noise["precision_vit_1k"]
+    # Not precision: noise that lands among the real outliers' wide k-NN balls reads as
+    # precise (0.94 against real's 0.90 with this small test ViT on one CI machine); density
+    # counts how many real balls hold a sample, which outliers do not inflate (Naeem et al.).
+    assert real["density_vit_1k"] > noise["density_vit_1k"]
     assert real["class_entropy_vit_1k"] > 0.9 * np.log(10)
 
 

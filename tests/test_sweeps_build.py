@@ -1,5 +1,6 @@
 """Sweep assembly without fitting: the plan, spaces, presets, searcher, scheduler, CLI
 validation, report."""
+import math
 import os
 import subprocess
 import sys
@@ -40,7 +41,7 @@ def test_plan_resolves_the_preset_from_the_cluster(tmp_path):
     assert cpu.trial_cpus == 0.5 and cpu.actor_cpus == 0.5 and cpu.concurrency == 2
     assert cpu.objective == ("ts_5k_mean",) and cpu.ns == (1000, 5000)
     assert cpu.trial_constants["train_images"] == PRESETS["quick"].train_images
-    assert cpu.scorer_specs["inception"].subset == 12_000
+    assert cpu.scorer_specs["inception"].subset == 18_000
     gpu = plan_for(tmp_path, GPU1, space="vaegan", dataset="fashion-mnist")
     assert gpu.preset.name == "paper" and gpu.trial_gpus == 1.0 and gpu.scheduler == "none"
     assert gpu.paper_point == paper_point("vaegan", "fashion-mnist", PRESETS["paper"])
@@ -269,3 +270,21 @@ def test_path_variables_become_absolute_before_ray(tmp_path, monkeypatch):
     absolute_path_variables()
     assert os.environ["GENSWEEP_DATA_DIR"] == str((tmp_path / "../shared/data").resolve())
     assert os.environ["GENSWEEP_CACHE_DIR"] == str(tmp_path / "cache")
+
+
+def test_results_round_trip_keeps_trial_ids_as_text(tmp_path):
+    """Tune's ids look like numbers to Python's float() ("12345_00001"); a finished sweep's
+    report read them back as ints and crashed on ``id[-8:]``."""
+    from sweeps import report
+
+    rows = [{"trial_id": "12345_00001", "lr": 0.002, "batch_size": 32, "paper_config": True,
+             "ts_5k_mean": float("nan"), "is_5k_mean": 6.5, "status": "finished"},
+            {"trial_id": "1e5_00002", "lr": 1e-4, "batch_size": 64, "paper_config": False,
+             "ts_5k_mean": 7.25, "is_5k_mean": None, "status": "error"}]
+    report.write_results(tmp_path, rows)
+    back = report.read_results(tmp_path)
+    assert [r["trial_id"] for r in back] == ["12345_00001", "1e5_00002"]
+    assert back[0]["batch_size"] == 32 and back[1]["lr"] == 1e-4 and back[0]["paper_config"]
+    assert math.isnan(back[0]["ts_5k_mean"]) and back[1]["is_5k_mean"] is None
+    assert "5_00002" in report.format_table(back, "vae", "mnist", (1000, 5000), None)
+

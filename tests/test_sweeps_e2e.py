@@ -30,14 +30,7 @@ def _sweep(*args, timeout=900, **popen):
 
 
 def _child_runs(uri, space):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(f"gensweep-{space}-mnist")
-    runs = client.search_runs([exp.experiment_id])
-    parents = [r for r in runs if r.data.tags.get("gensweep.role") == "sweep"]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    return client, parents, children
+    return fk.mlflow_runs(uri, f"gensweep-{space}-mnist")
 
 
 def test_smoke_sweep_logs_everything(tmp_path, mlflow_server):

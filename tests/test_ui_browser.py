@@ -1,0 +1,109 @@
+"""What a user sees, in a real browser: a smoke sweep's stores served by ``gensweep ui`` (the
+real MLflow UI and optuna-dashboard on 127.0.0.1), the pages loaded in headless Chromium,
+and what they show asserted from the DOM. Screenshots are kept as test artifacts
+(``$GENSWEEP_SCREENSHOTS``, else the test's folder).
+"""
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import faultkit as fk
+import pytest
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium(url: str, profile: Path, *, dump: bool = True, screenshot: Path | None = None,
+             wait_ms: int = 25_000) -> str:
+    """The page's DOM after its scripts ran (``--dump-dom``), or a screenshot."""
+    args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", f"--user-data-dir={profile}", f"--virtual-time-budget={wait_ms}",
+            "--window-size=1400,1000"]
+    args += [f"--screenshot={screenshot}"] if screenshot else (["--dump-dom"] if dump else [])
+    r = subprocess.run([*args, url], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+def wait_for(url: str, timeout: float = 120) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    raise AssertionError(f"{url} did not answer in {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def served_sweep(tmp_path_factory, smoke_scorers):
+    if CHROMIUM is None:
+        pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
+    root = tmp_path_factory.mktemp("ui")
+    storage = root / "sweep"
+    r = fk.sweep("--space", "vae", "--preset", "smoke", "--num-samples", "3",
+                 "--storage", str(storage), timeout=900)
+    assert r.returncode == 0, r
+    mport, oport = fk.free_port(), fk.free_port()
+    ui = subprocess.Popen([str(Path(fk.PY).parent / "gensweep"), "ui", str(storage),
+                           "--mlflow-port", str(mport), "--optuna-port", str(oport)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          start_new_session=True)
+    try:
+        wait_for(f"http://127.0.0.1:{mport}/health")
+        wait_for(f"http://127.0.0.1:{oport}/")
+        saved = json.loads((storage / "sweep.json").read_text())
+        yield {"storage": storage, "mlflow": f"http://127.0.0.1:{mport}",
+               "optuna": f"http://127.0.0.1:{oport}", "saved": saved, "root": root}
+    finally:
+        fk.kill_group(ui)
+
+
+def shots_dir(default: Path) -> Path:
+    folder = Path(os.environ.get("GENSWEEP_SCREENSHOTS") or default)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_the_experiment_opens_on_its_runs_with_parent_and_children(served_sweep, tmp_path):
+    s = served_sweep
+    exp = s["saved"]["experiment_id"]
+    # the plain experiment link: MLflow 3 would open its GenAI overview, not the runs
+    dom = chromium(f"{s['mlflow']}/#/experiments/{exp}", tmp_path / "p1")
+    rows = fk.results(s["storage"])
+    sid = s["saved"]["plan"]["sweep_id"]
+    assert f"sweep-{sid}" in dom, dom[-3000:]
+    assert sum(f"trial_{r['trial_id']}" in dom for r in rows) == 3, dom[-3000:]
+    assert "(#1)" in dom  # the winner's rank in its run name
+    chromium(f"{s['mlflow']}/#/experiments/{exp}/runs", tmp_path / "p2",
+             screenshot=shots_dir(tmp_path) / "mlflow_runs.png")
+
+
+def test_the_parent_run_holds_the_sweep_summary(served_sweep, tmp_path):
+    s = served_sweep
+    exp, parent = s["saved"]["experiment_id"], s["saved"]["parent_run_id"]
+    dom = chromium(f"{s['mlflow']}/#/experiments/{exp}/runs/{parent}/artifacts/summary",
+                   tmp_path / "p3")
+    for name in ("scores.png", "top_trials.png", "importance.png", "results.csv",
+                 "best_config.json"):
+        assert name in dom, (name, dom[-3000:])
+    chromium(f"{s['mlflow']}/#/experiments/{exp}/runs/{parent}/artifacts/summary/scores.png",
+             tmp_path / "p4", screenshot=shots_dir(tmp_path) / "mlflow_summary.png")
+
+
+def test_optuna_dashboard_names_the_objective(served_sweep, tmp_path):
+    s = served_sweep
+    with urllib.request.urlopen(f"{s['optuna']}/api/studies", timeout=10) as resp:
+        studies = json.loads(resp.read())["studies"]
+    study = [x for x in studies if x["study_name"] == s["saved"]["plan"]["study_name"]]
+    assert study, studies
+    dom = chromium(f"{s['optuna']}/dashboard/studies/{study[0]['study_id']}", tmp_path / "p5")
+    assert "ts_500_mean" in dom and "Objective 0" not in dom, dom[-3000:]
