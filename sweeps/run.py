@@ -39,10 +39,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help="paper | quick | smoke (default: paper with GPUs, quick without)")
     p.add_argument("--objective", choices=sorted(OBJECTIVES), default="ts",
-                   help="ts, is, or is+ts (multi-objective, Pareto front)")
+                   help="what to maximise: ts (Transformer Score), is (Inception Score), cas "
+                        "(accuracy of a classifier trained on the samples); a '+' of them is "
+                        "multi-objective (a Pareto front)")
     p.add_argument("--scheduler", choices=SCHEDULERS,
-                   help="asha: stop weak trials early on the test error (default: the "
-                        "preset's; quick uses asha)")
+                   help="asha: stop weak trials early on a cheap TS probe of a few "
+                        "samples after each round (default: the preset's; quick uses asha)")
     p.add_argument("--lr-range", type=value_range(float), metavar="LOW,HIGH",
                    help="learning-rate range (default: the preset's)")
     p.add_argument("--epochs-range", type=value_range(int), metavar="LOW,HIGH",
@@ -152,7 +154,8 @@ def main(argv=None) -> int:
 
     from sweeps import report
     from sweeps.plan import PlanError, SweepPlan
-    from sweeps.sweep import SweepError, new_state, plan_sweep, preflight, run_sweep
+    from sweeps.sweep import (SweepError, mlflow_incomplete, new_state, plan_sweep, preflight,
+                              run_sweep)
     from trainables.datasets import DatasetError
 
     storage = args.storage or (request.storage if request else None)
@@ -171,7 +174,10 @@ def main(argv=None) -> int:
         elif plan is None:  # a legacy sweep: its trials' configs carry every setting
             plan = dataclasses.replace(plan_sweep(request), trial_constants={})
         if saved.get("phase") == "finished":
-            return report_finished(plan, saved)
+            if not mlflow_incomplete(plan, saved):
+                return report_finished(plan, saved)
+            print("the sweep has finished, but its MLflow record is incomplete (the tracking "
+                  "server was down); logging it again", flush=True)
         print(describe(plan), flush=True)
         summary = run_sweep(plan, saved)
     except PlanError as exc:

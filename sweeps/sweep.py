@@ -371,6 +371,14 @@ def run_sweep(plan: SweepPlan, saved: dict) -> dict:
     return finish_sweep(plan, saved, grid, ceiling, tracker, started)
 
 
+def mlflow_incomplete(plan: SweepPlan, saved: dict) -> bool:
+    """Whether a finished sweep's MLflow record misses something a dead tracking server did
+    not take (trial calls queued for replay, or the parent run's summary): a ``--resume``
+    then logs it again instead of only reporting."""
+    pending = Path(plan.sweep_dir) / "mlflow_pending.jsonl"
+    return pending.is_file() or saved.get("mlflow_complete") is False
+
+
 def finish_sweep(plan: SweepPlan, saved: dict, grid, ceiling: dict, tracker,
                  started: float) -> dict:
     """Rank, write results.csv / best_config.json / the summary figures, log them on the
@@ -400,5 +408,6 @@ def finish_sweep(plan: SweepPlan, saved: dict, grid, ceiling: dict, tracker,
     tracker.log_artifacts(files, "summary")
     tracker.finish("FINISHED" if ranked else "FAILED")
     summary["estimate_minutes"] = plan.estimate_minutes
-    state.advance(sweep_dir, saved, "finished", minutes=round(summary["minutes"], 2))
+    state.advance(sweep_dir, saved, "finished", minutes=round(summary["minutes"], 2),
+                  mlflow_complete=tracker.missed == 0)
     return summary

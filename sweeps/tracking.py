@@ -82,6 +82,7 @@ class SweepTracker:
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
         self._client = None
+        self.missed = 0  # sweep-level calls a dead server missed (a resume logs them again)
         bound_http_retries()
 
     @property
@@ -141,6 +142,7 @@ class SweepTracker:
                 Metric(k, float(v), now, 0) for k, v in metrics.items()
                 if isinstance(v, (int, float)) and math.isfinite(v)])
         except Exception as exc:
+            self.missed += 1
             log.warning("could not log sweep metrics to MLflow (%s): %s", redact_url(self.uri),
                         exc)
 
@@ -150,6 +152,7 @@ class SweepTracker:
             try:
                 self.client.log_artifact(self.parent_run_id, str(path), artifact_path)
             except Exception as exc:
+                self.missed += 1
                 log.warning("could not log %s to MLflow (%s): %s", path, redact_url(self.uri),
                             exc)
 
@@ -178,6 +181,7 @@ class SweepTracker:
                 name = (run.info.run_name or "").split(" (#")[0]
                 self.client.update_run(run.info.run_id, name=f"{name} (#{rank})")
         except Exception as exc:
+            self.missed += 1
             log.warning("could not tag the trials' ranks in MLflow (%s): %s",
                         redact_url(self.uri), exc)
 
@@ -185,6 +189,7 @@ class SweepTracker:
         try:
             self.client.set_terminated(self.parent_run_id, status)
         except Exception as exc:
+            self.missed += 1
             log.warning("could not close the sweep's MLflow run (%s): %s", redact_url(self.uri),
                         exc)
 
