@@ -17,7 +17,7 @@ import numpy as np
 from scorers import realsplit
 from scorers.images import as_unit_float
 from scorers.spec import N_CLASSES, TEST_SET_SIZE, backend
-from scorers.store import read_metadata
+from scorers.training import read_metadata
 from scorers.training import ARRAYS
 
 log = logging.getLogger(__name__)

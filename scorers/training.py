@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from scorers import degrade, realsplit
-from scorers.spec import FORMAT_VERSION, TrainSpec, backend, canonical_json, file_digest
+from scorers.spec import FORMAT_VERSION, KINDS, TrainSpec, backend, canonical_json, file_digest
 
 log = logging.getLogger(__name__)
 
@@ -125,3 +125,32 @@ def train_scorer(spec: TrainSpec, folder: Path, *, spec_hash: str, data_dir=None
              spec.dataset, metadata["test_accuracy"], metadata["test_images"], train_seconds,
              metadata["scorer_id"])
     return metadata
+
+
+def read_metadata(folder) -> dict:
+    """``folder``'s metadata after checking the folder is complete; ValueError says what's wrong."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"scorer folder {folder} does not exist; make one with "
+                         f"python scorers/finetune.py or ensure_scorer()")
+    meta_path = folder / METADATA
+    if not meta_path.is_file():
+        raise ValueError(f"{folder} is not a complete scorer folder: no {METADATA} (an "
+                         f"interrupted fine-tune, or not a scorer folder)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{meta_path}: unreadable metadata ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("kind") not in KINDS:
+        raise ValueError(f"{meta_path}: 'kind' must be one of {', '.join(KINDS)}; "
+                         f"got {meta.get('kind') if isinstance(meta, dict) else meta!r}")
+    if meta.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{meta_path}: folder format {meta.get('format')!r}, this code reads "
+                         f"format {FORMAT_VERSION}; re-create it with scorers/finetune.py")
+    files = meta.get("files", {})
+    missing = [f for f in [*files.get("weights", []), *files.get("arrays", ARRAYS).values()]
+               if not (folder / f).is_file()]
+    if missing or not files.get("weights"):
+        raise ValueError(f"{folder}: scorer folder is incomplete, missing "
+                         f"{', '.join(missing) or 'the weights list'}")
+    return meta

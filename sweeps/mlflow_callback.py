@@ -66,6 +66,13 @@ class MlflowSweepCallback(Callback):
         self.constants = dict(constants or {})
         self._client, self._runs, self._down = None, {}, False
 
+    @classmethod
+    def for_sweep(cls, tracker, sweep_dir, constants: dict | None = None):
+        """The callback of ``tracker``'s parent run (a ``sweeps.tracking.SweepTracker``),
+        with the settings every trial shares (``constants``) among each trial's params."""
+        return cls(tracker.uri, tracker.experiment_id, tracker.parent_run_id, str(sweep_dir),
+                   constants)
+
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_client"], state["_runs"], state["_down"] = None, {}, False

@@ -355,6 +355,7 @@ def run_sweep(plan: SweepPlan, saved: dict) -> dict:
 
     from ray import tune
 
+    from sweeps.mlflow_callback import MlflowSweepCallback
     from sweeps.tuner import build_tuner, restore_tuner
 
     if saved["phase"] in ("tuning", "finished") and tune.Tuner.can_restore(
@@ -363,7 +364,7 @@ def run_sweep(plan: SweepPlan, saved: dict) -> dict:
     else:
         if saved["phase"] == "tuning":  # killed before Tune saved its first state
             fresh_tuning(plan, tracker)
-        callback = tracker.callback(sweep_dir, plan.trial_constants)
+        callback = MlflowSweepCallback.for_sweep(tracker, sweep_dir, plan.trial_constants)
         tuner = build_tuner(plan, callbacks=[callback], ceiling=ceiling)
         saved = state.advance(sweep_dir, saved, "tuning")
     grid = tuner.fit()

@@ -192,11 +192,3 @@ class SweepTracker:
             self.missed += 1
             log.warning("could not close the sweep's MLflow run (%s): %s", redact_url(self.uri),
                         exc)
-
-    def callback(self, sweep_dir, constants: dict | None = None) -> object:
-        """The Tune callback that logs each trial as a child of the parent run, with the
-        settings every trial shares (``constants``) among its params."""
-        from sweeps.mlflow_callback import MlflowSweepCallback
-
-        return MlflowSweepCallback(self.uri, self.experiment_id, self.parent_run_id,
-                                   str(sweep_dir), constants)

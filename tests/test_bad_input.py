@@ -2,11 +2,9 @@
 one line on stderr, no traceback, and its documented exit code (docs/reliability.md lists
 them). Commands run as installed (``gensweep COMMAND``), in a throwaway cache, offline."""
 import functools
-import gzip
 import http.server
 import os
 import shutil
-import subprocess
 import sys
 import threading
 from pathlib import Path

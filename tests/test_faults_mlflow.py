@@ -121,6 +121,7 @@ def test_params_survive_a_failure_between_create_run_and_params(tmp_path, monkey
     from mlflow.tracking import MlflowClient
 
     from sweeps import tracking
+    from sweeps.mlflow_callback import MlflowSweepCallback
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = tracking.SweepTracker(uri)
@@ -135,10 +136,10 @@ def test_params_survive_a_failure_between_create_run_and_params(tmp_path, monkey
         return real(self, run_id, metrics=metrics, params=params, tags=tags, **kw)
 
     monkeypatch.setattr(MlflowClient, "log_batch", flaky)
-    cb = tracker.callback(tmp_path)
+    cb = MlflowSweepCallback.for_sweep(tracker, tmp_path)
     assert cb._safe("start", "t1", "trial_t1", {"lr": 0.1}) is False
     assert failures
-    later = tracker.callback(tmp_path)  # as in a resumed driver
+    later = MlflowSweepCallback.for_sweep(tracker, tmp_path)  # as in a resumed driver
     assert later.replay_pending() == 0
     _, _, children = fk.mlflow_runs(uri)
     assert len(children) == 1
