@@ -28,6 +28,7 @@ NOISE = re.compile(
     r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     r"|computation_placer\.cc.*computation placer already registered"
     r"|cuda_(dnn|fft|blas)\.cc.*Unable to register cu(DNN|FFT|BLAS) factory")
+SEGMENT = re.compile(rb"\r?[^\r\n]*\n?")  # a line, or a progress redraw ("\r" + text)
 _installed = []
 
 
@@ -54,10 +55,14 @@ def filter_stderr() -> bool:
             pending = b""
             while chunk := pipe.read(65536):
                 pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    if not NOISE.search(line.decode("utf-8", "replace")):
-                        out.write(line + b"\n")
+                # A progress bar redraws its line as "\r" + text, with no "\n": a redraw
+                # is passed on as it comes, not held until the bar's line ends. Only a
+                # plain partial line (perhaps the start of chatter) waits for its end.
+                cut = len(pending) if b"\r" in pending else pending.rfind(b"\n") + 1
+                complete, pending = pending[:cut], pending[cut:]
+                for piece in SEGMENT.findall(complete):
+                    if not NOISE.search(piece.decode("utf-8", "replace")):
+                        out.write(piece)
             if pending and not NOISE.search(pending.decode("utf-8", "replace")):
                 out.write(pending)
 
