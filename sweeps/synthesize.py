@@ -3,7 +3,7 @@
     gensweep synthesize --checkpoint DIR --n 60000 --mode reference --classes balanced \\
         --out synth.npz
     gensweep synthesize --run runs/sweep-vaegan-mnist-... --trial best --n 10000 --out s.npz
-    python sweeps/synthesize.py ...              # the same command
+    python trainables/synthesize.py ...          # the same command (also sweeps/synthesize.py)
 
 Writes three files, each atomically (a half-written export never replaces a good one):
 
