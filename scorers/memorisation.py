@@ -121,3 +121,16 @@ def pairs_picture(samples: np.ndarray, train_images: np.ndarray,
     buf = io.BytesIO()
     canvas.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def pixel_memorisation(samples: np.ndarray, train_images: np.ndarray, n: int) -> dict:
+    """The pixel-space scores of the first ``n`` of uint8 ``samples`` (M, 28, 28) against
+    uint8 ``train_images``, keyed as every table shows them, and the closest pairs' PNG
+    (``"_pairs_png"``)."""
+    from scorers.keys import memo_key
+
+    flat = train_images.reshape(len(train_images), -1).astype(np.float32) / 255.0
+    res = memorisation(training_set(flat), samples[:n].reshape(n, -1).astype(np.float32) / 255.0)
+    return {memo_key("pixels", n, "memorised"): res["memorised"],
+            memo_key("pixels", n, "authenticity"): res["authenticity"],
+            "_pairs_png": pairs_picture(samples, train_images, closest_pairs(res))}

@@ -3,11 +3,17 @@
     python scorers/score.py --dataset mnist --samples samples.npz --n 1000,5000
     python scorers/score.py --dataset mnist --samples real-test --scorer-dir vit=DIR --json
 
-``--samples`` is an .npy file, an .npz file (key ``samples``, else its first array), or
+``--samples`` is an .npy file, an .npz file (key ``samples`` or ``images``, else its first
+array; ``labels``, if present, labels them, as ``gensweep synthesize`` writes), or
 ``real-test``: the first n images of the real test set's ceiling half (see
 ``scorers.realsplit``), i.e. what a perfect generator would score. Scorers come from
 ``--scorer-dir KIND=DIR`` or else the cache (a missing default scorer is fine-tuned
 first, which takes hours on a CPU). Exit status 2 on bad arguments or inputs.
+
+Beside each scorer's table, a sample file also gets, at the largest n: memorisation against
+the dataset's training images (in pixels, and in the ViT's features when it is scored), and,
+when it is labelled, the train-on-synthetic accuracy (``cas_…``) with its real-data ceiling.
+``--cas`` insists on the latter: an unlabelled file is then an error.
 """
 from __future__ import annotations
 
@@ -41,6 +47,9 @@ def parser() -> ArgumentParser:
     p.add_argument("--scorer-dir", action="append", default=[], metavar="KIND=DIR",
                    help="use the scorer folder DIR for KIND (repeatable)")
     p.add_argument("--n", default="1000,5000", help="sample counts, comma-separated")
+    p.add_argument("--cas", action="store_true",
+                   help="require labels: fail if the file has none (CAS is given whenever "
+                        "it has them)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--data-dir", help="folder with the dataset's IDX files")
     p.add_argument("--cache-root", help="scorer cache root (default $GENSWEEP_CACHE_DIR/scorers)")
@@ -48,22 +57,46 @@ def parser() -> ArgumentParser:
     return p
 
 
-def load_samples(path: str) -> np.ndarray:
-    """The image array in an .npy / .npz file (never unpickled); ValueError if unusable."""
+def load_samples(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(images, labels or None) in an .npy / .npz file (never unpickled); ValueError if
+    unusable."""
     file = Path(path)
     if not file.is_file():
         raise ValueError(f"--samples {path}: no such file (expected FILE.npy, FILE.npz or real-test)")
     try:
         data = np.load(file, allow_pickle=False)
         if isinstance(data, np.ndarray):
-            return data
+            return data, None
         with data:
-            if not data.files:
-                raise ValueError("the .npz holds no arrays")
-            return data["samples"] if "samples" in data.files else data[data.files[0]]
+            names = [k for k in ("samples", "images") if k in data.files]
+            images = [k for k in data.files if k != "labels"]
+            if not images:
+                raise ValueError("the .npz holds no image array")
+            labels = data["labels"] if "labels" in data.files else None
+            return data[(names or images)[0]], labels
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"--samples {path}: cannot be read as .npy/.npz without pickle "
                          f"({exc})") from exc
+
+
+def sample_set_scores(images: np.ndarray, labels, dataset: str, n: int, data_dir) -> dict:
+    """Memorisation in pixels (against the dataset's training images) and, for labelled
+    images, the CAS with its ceiling, of the first ``n`` images."""
+    from scorers import utility
+    from scorers.keys import cas_key
+    from scorers.memorisation import pixel_memorisation
+    from trainables.datasets import load_dataset
+
+    data = load_dataset(dataset, data_dir)
+    out = pixel_memorisation(images, data.train.images, n)
+    out.pop("_pairs_png")
+    if labels is not None:
+        acc = utility.classification_accuracy_score(images[:n], labels[:n], data.test.images,
+                                                    data.test.labels)
+        ceiling = utility.real_ceiling(data, n)
+        out.update({cas_key(n): acc, cas_key(n, ratio=True): acc / ceiling,
+                    f"ceiling_{cas_key(n)}": ceiling})
+    return out
 
 
 def parse_scorer_dirs(items: list[str]) -> dict[str, Path]:
@@ -94,6 +127,7 @@ def main(argv=None) -> int:
     from scorers.scoring import ceiling, check_ns, score_images
     from scorers.spec import TrainSpec
     from scorers.store import ensure_scorer, is_complete, load_scorer, read_metadata, scorer_dir_for
+    from scorers.utility import check_labelled
     from trainables.datasets import DatasetError
 
     # Every cheap check first: a typo must not cost a model load or a fine-tune.
@@ -118,12 +152,21 @@ def main(argv=None) -> int:
             if meta["kind"] != kind or meta["dataset"] != args.dataset:
                 raise ValueError(f"--scorer-dir {kind}={folder} holds a {meta['kind']} scorer for "
                                  f"{meta['dataset']}; expected a {kind} scorer for {args.dataset}")
-        images = None
+        images = labels = None
         if args.samples != "real-test":
-            images = as_unit_float(load_samples(args.samples), name=f"--samples {args.samples}")
+            raw, labels = load_samples(args.samples)
+            images = as_unit_float(raw, name=f"--samples {args.samples}")
             if len(images) < max(ns):
                 raise ValueError(f"--samples {args.samples} holds {len(images)} images but "
                                  f"--n asks for {max(ns)}; expected at least {max(ns)} images")
+            if labels is not None:
+                _, labels = check_labelled(raw, labels, name=f"--samples {args.samples}")
+            elif args.cas:
+                raise ValueError(f"--samples {args.samples} has no labels, so no CAS; give an "
+                                 f".npz with a 'labels' array (gensweep synthesize --mode "
+                                 f"reference writes one) or leave out --cas")
+        elif args.cas:
+            raise ValueError("--cas scores labelled sample files; real-test is the ceiling")
     except ValueError as exc:
         fail(PROG, str(exc))
 
@@ -139,14 +182,22 @@ def main(argv=None) -> int:
             folder = dirs.get(kind) or ensure_scorer(args.dataset, kind, data_dir=args.data_dir,
                                                      cache_root=args.cache_root)
             scorer = load_scorer(folder, data_dir=args.data_dir)
+            # the ViT's feature-space memorisation, against the full training set
+            train = {"subset": None, "seed": 0} if kind == "vit" and images is not None else None
             scores = (ceiling(scorer, ns) if images is None
-                      else score_images(scorer, images, ns, dataset=args.dataset))
+                      else score_images(scorer, images, ns, dataset=args.dataset, train=train))
         except (ValueError, DatasetError) as exc:  # a corrupt folder, a missing dataset
             fail(PROG, str(exc))
         results[kind] = scores
         info[kind] = {"folder": str(folder), "scorer_id": scorer.scorer_id,
                       "test_accuracy": scorer.metadata.get("test_accuracy"),
                       "test_images": scorer.metadata.get("test_images")}
+    if images is not None:
+        try:
+            results["set"] = sample_set_scores(np.round(images * 255).astype(np.uint8), labels,
+                                               args.dataset, max(ns), args.data_dir)
+        except DatasetError as exc:
+            fail(PROG, str(exc))
     if args.json:
         merged = {k: v for part in results.values() for k, v in part.items()}
         print(json.dumps({"dataset": args.dataset, "samples": args.samples, "n": list(ns),
@@ -155,10 +206,17 @@ def main(argv=None) -> int:
     what = "real test images (ceiling half)" if images is None else f"{len(images)} images"
     print(f"{args.dataset}: {args.samples} ({what})")
     for kind, scores in results.items():
+        if kind == "set":
+            print(f"\nthe set, first {max(ns)} images: " + ", ".join(
+                f"{k} {v:.4g}" for k, v in scores.items()))
+            continue
         i = info[kind]
         print(f"\n{kind} scorer {i['scorer_id']} (test accuracy {i['test_accuracy']:.4f} on "
               f"{i['test_images']} images), {i['folder']}")
         print(table(kind, scores, ns))
+        memo = {k: v for k, v in scores.items() if k.startswith(("memorised_", "authenticity_"))}
+        if memo:
+            print("  " + ", ".join(f"{k} {v:.4g}" for k, v in memo.items()))
     return 0
 
 

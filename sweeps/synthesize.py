@@ -130,7 +130,7 @@ def score_set(images, labels, dataset: str, scorer_dirs: dict, cfg, score_n: int
 
     from scorers import memorisation as memo
     from scorers import utility
-    from scorers.keys import cas_key, memo_key
+    from scorers.keys import cas_key
     from scorers.scoring import score_images
     from scorers.store import load_scorer
     from trainables.datasets import load_dataset
@@ -146,10 +146,9 @@ def score_set(images, labels, dataset: str, scorer_dirs: dict, cfg, score_n: int
         out.update(score_images(scorer, x, (n,), dataset=dataset,
                                 train=training if kind == "vit" else None))
     data = load_dataset(dataset, data_dir or cfg.data_dir, subset=cfg.subset, seed=cfg.seed)
-    flat = data.train.images.reshape(len(data.train.images), -1).astype(np.float32) / 255
-    res = memo.memorisation(memo.training_set(flat), x.reshape(n, -1).astype(np.float32) / 255)
-    out[memo_key("pixels", n, "memorised")] = res["memorised"]
-    out[memo_key("pixels", n, "authenticity")] = res["authenticity"]
+    pixels = memo.pixel_memorisation(x, data.train.images, n)
+    pixels.pop("_pairs_png")
+    out.update(pixels)
     if labels is not None:
         test = load_dataset(dataset, data_dir).test
         acc = utility.classification_accuracy_score(x, labels[pick], test.images, test.labels)

@@ -80,21 +80,14 @@ def train_on_synthetic(labelled, dataset: str, ceiling: float | None, data_dir=N
 def pixel_memorisation(samples, n: int, dataset: str, train: dict) -> dict:
     """Memorisation of the first ``n`` samples in pixel space, and the PNG of the closest
     pairs, against the trial's own training images."""
-    import numpy as np
-
     from scorers import memorisation as memo
-    from scorers.keys import memo_key
     from trainables.datasets import load_dataset
 
     images = load_dataset(dataset, train.get("data_dir"), subset=train["subset"],
                           seed=train["seed"]).train.images
-    flat = images.reshape(len(images), -1).astype(np.float32) / 255.0
-    x = samples[:n].reshape(n, -1).astype(np.float32) / 255.0
-    res = memo.memorisation(memo.training_set(flat), x)
-    png = memo.pairs_picture(samples, images, memo.closest_pairs(res))
-    return {memo_key("pixels", n, "memorised"): res["memorised"],
-            memo_key("pixels", n, "authenticity"): res["authenticity"],
-            "_artifacts": {PAIRS_FILE: png}}
+    out = memo.pixel_memorisation(samples, images, n)
+    png = out.pop("_pairs_png")
+    return {**out, "_artifacts": {PAIRS_FILE: png}}
 
 
 def probe_scorer(actor_names: dict, namespace: str | None, n: int, dataset: str):

@@ -31,6 +31,9 @@ def files(tmp_path_factory, data_dir):
     np.save(root / "wrong-dtype.npy", np.zeros((50, 28, 28), np.int64))
     np.save(root / "small.npy", np.zeros((50, 28, 28), np.uint8))
     (root / "corrupt.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    imgs = np.zeros((50, 28, 28), np.uint8)
+    np.savez(root / "labels-11.npz", images=imgs, labels=np.full(50, 11, np.uint8))
+    np.savez(root / "labels-short.npz", images=imgs, labels=np.zeros(40, np.uint8))
     (root / "a-file").write_text("not a folder")
     (root / "not-a-scorer").mkdir()
     (root / "not-a-scorer" / "junk.txt").write_text("x")
@@ -112,6 +115,12 @@ CASES = [
          "has dtype int64"),
     case("score", ["--dataset", "mnist", "--samples", f"{R}/small.npy", "--n", "1000"], 2,
          "holds 50 images but --n asks for 1000"),
+    case("score", ["--dataset", "mnist", "--samples", f"{R}/labels-11.npz", "--n", "10"], 2,
+         "labels must be integers in 0..9"),
+    case("score", ["--dataset", "mnist", "--samples", f"{R}/labels-short.npz", "--n", "10"], 2,
+         "50 images but labels of shape (40,)"),
+    case("score", ["--dataset", "mnist", "--samples", f"{R}/small.npy", "--n", "10", "--cas"],
+         2, "has no labels, so no CAS"),
     case("score", ["--dataset", "mnist", "--samples", "real-test", "--n", "6000"], 2,
          "sample counts in 10..5000"),
     case("score", ["--dataset", "mnist", "--samples", "real-test", "--scorer-dir",

@@ -297,6 +297,24 @@ def test_score_cli_table_for_a_samples_file(vit_dir, tmp_path):
     assert "TS mean" in out.stdout and "FID" in out.stdout and "300" in out.stdout
 
 
+def test_score_cli_gives_cas_and_memorisation_for_a_labelled_file(vit_dir, tmp_path):
+    """Copies of training images, correctly labelled: memorised entirely (in pixels and in
+    the ViT's features), and a CAS near the real ceiling, since they are real images."""
+    from trainables.datasets import load_dataset
+
+    train = load_dataset("mnist").train
+    pick = np.random.default_rng(0).choice(len(train.images), 500, replace=False)
+    copies = tmp_path / "copies.npz"
+    np.savez(copies, images=train.images[pick], labels=train.labels[pick].astype(np.uint8))
+    out = run_cli("scorers/score.py", "--dataset", "mnist", "--samples", str(copies),
+                  "--scorer-dir", f"vit={vit_dir}", "--n", "500", "--cas", "--json")
+    assert out.returncode == 0, out.stderr
+    scores = json.loads(out.stdout)["scores"]
+    assert scores["memorised_pixels_500"] == 1.0 and scores["authenticity_pixels_500"] == 0.0
+    assert scores["memorised_vit_500"] > 0.95
+    assert scores["cas_500"] > 0.7 and 0.9 < scores["cas_500_ratio"] < 1.1, scores
+
+
 def test_score_cli_refuses_a_scorer_of_another_dataset(vit_dir):
     out = run_cli("scorers/score.py", "--dataset", "fashion-mnist", "--samples", "real-test",
                   "--scorer-dir", f"vit={vit_dir}", "--n", "100")
