@@ -70,8 +70,6 @@ def make_scheduler(plan):
     a larger latent space reconstructs better and samples worse."""
     if plan.scheduler == "none":
         return None
-    from ray.tune.schedulers import ASHAScheduler
-
     preset = plan.preset
     budget = preset.trial_images()
     if preset.epochs is not None:
@@ -79,8 +77,11 @@ def make_scheduler(plan):
         budget, grace = preset.epochs[1] * n_train, max(1, preset.epochs[0] // 2) * n_train
     else:
         grace = max(preset.report_images or budget, budget / 4)
-    return ASHAScheduler(time_attr="images_seen", metric=probe_key(plan.probe_n), mode="max",
-                         max_t=int(budget), grace_period=int(grace), reduction_factor=2)
+    from sweeps.scheduler import PaperPointASHA
+
+    return PaperPointASHA(plan.paper_point, time_attr="images_seen",
+                          metric=probe_key(plan.probe_n), mode="max", max_t=int(budget),
+                          grace_period=int(grace), reduction_factor=2)
 
 
 def trial_name(trial) -> str:

@@ -124,7 +124,7 @@ def test_multi_objective_and_asha(tmp_path):
     assert type(searcher).__name__ == "ConcurrencyLimiter"
     assert searcher.metric == ["is_500_mean", "ts_500_mean"]
     scheduler = make_scheduler(plan)
-    assert type(scheduler).__name__ == "AsyncHyperBandScheduler"
+    assert type(scheduler).__name__ == "PaperPointASHA"
     assert scheduler.metric == "probe_ts_200"
     assert make_scheduler(plan_for(tmp_path, space="vae", preset="smoke")) is None
 
@@ -288,3 +288,26 @@ def test_results_round_trip_keeps_trial_ids_as_text(tmp_path):
     assert math.isnan(back[0]["ts_5k_mean"]) and back[1]["is_5k_mean"] is None
     assert "5_00002" in report.format_table(back, "vae", "mnist", (1000, 5000), None)
 
+
+
+def test_asha_lets_the_paper_point_finish(tmp_path):
+    """ASHA judges the paper-config trial like any other, but never stops it: the table
+    compares the best trial with its final scores."""
+    from ray.tune.experiment import Trial
+
+    from sweeps.tuner import make_scheduler
+
+    plan = plan_for(tmp_path, space="vae")  # quick: ASHA on the TS probe
+    scheduler = make_scheduler(plan)
+    key, rung = scheduler.metric, plan.preset.trial_images() / 2  # a rung: half the budget
+    point = plan.paper_point
+    configs = [{**point, "lr": point["lr"] * 3}, {**point, "lr": point["lr"] * 5}, point,
+               {**point, "lr": point["lr"] * 7}]
+    actions = []
+    for i, (config, probe) in enumerate(zip(configs, [8.0, 7.5, 1.0, 1.1])):
+        trial = Trial("__fake", stub=True, config=config, trial_id=f"t{i}")
+        scheduler.on_trial_add(None, trial)
+        actions.append(scheduler.on_trial_result(None, trial, {"images_seen": rung,
+                                                               key: probe}))
+    assert actions[2] == scheduler.CONTINUE  # the paper point, last of its rung: goes on
+    assert actions[3] == scheduler.STOP  # a trial as weak as it: stopped

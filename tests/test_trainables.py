@@ -226,9 +226,9 @@ def test_cli_bad_input_exits_2(args, needle):
     assert r.returncode == 2 and needle in r.stderr, r.stderr
 
 
-# The Tune callback is a ray.tune.Callback subclass, so its module imports Ray; only the
-# sweep imports it, when it builds a Tuner.
-IMPORTS_RAY = ("sweeps.mlflow_callback",)
+# The Tune callback and the scheduler subclass Ray classes, so their modules import Ray;
+# only the sweep imports them, when it builds a Tuner.
+IMPORTS_RAY = ("sweeps.mlflow_callback", "sweeps.scheduler")
 
 
 def test_packages_import_without_heavy_frameworks():

@@ -1,0 +1,28 @@
+"""The sweep's early-stopping scheduler: ASHA that lets the paper's configuration finish.
+
+Every sweep's table compares its best trial with the paper point's final scores (the first
+trial of every sweep), so that trial must reach them; ASHA alone stops it whenever it
+trails its rung, as a small-budget CPU run often makes it. Its results still count in ASHA's
+rungs, against which the other trials are judged. A module of its own because it subclasses
+a Ray class: only ``sweeps.tuner.make_scheduler`` imports it, when a sweep builds its Tuner.
+"""
+from __future__ import annotations
+
+from ray.tune.schedulers import ASHAScheduler
+
+
+def is_paper_point(config: dict, point: dict) -> bool:
+    return bool(point) and all(config.get(k) == v for k, v in point.items())
+
+
+class PaperPointASHA(ASHAScheduler):
+    def __init__(self, paper_point: dict, **kwargs):
+        super().__init__(**kwargs)
+        self.paper_point = dict(paper_point)
+
+    def on_trial_result(self, tune_controller, trial, result):
+        action = super().on_trial_result(tune_controller, trial, result)
+        if action == self.STOP and is_paper_point(trial.config, self.paper_point):
+            self._num_stopped -= 1  # it goes on
+            return self.CONTINUE
+        return action
