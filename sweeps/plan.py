@@ -159,24 +159,24 @@ def _resources(request: SweepRequest, preset: Preset, cluster: Cluster) -> dict:
                 concurrency=n)
 
 
-def estimate(preset: Preset, model: str, trials: int, concurrency: int, gpu: bool,
-             scheduler: str, scorers_to_build: int) -> tuple[float, float]:
+def estimate(preset: Preset, model: str, dataset: str, trials: int, concurrency: int,
+             gpu: bool, scheduler: str, scorers_to_build: int) -> tuple[float, float]:
     """(expected, at most) minutes: start-up, scorer fine-tunes still to do, and the trials
     in waves of ``concurrency``. ASHA with a quarter-budget grace period and halving keeps
-    about half the training and a quarter of the scoring of a sweep (half the trials stop at
-    1/4, a quarter at 1/2); the paper point and early trials always run to the end."""
+    about half the training and a quarter of the scoring of the other trials (half stop at
+    1/4, a quarter at 1/2); the paper point always runs to the end."""
     rates = preset.images_per_s_gpu if gpu else preset.images_per_s_cpu
     train_min = preset.trial_images() / rates[model] / 60
     score_min = preset.score_seconds / 60
-    scorers = (preset.scorer_minutes_gpu if gpu else preset.scorer_minutes_cpu)
-    scorers *= scorers_to_build / len(KINDS)
+    scorers = preset.scorer_minutes(dataset, gpu) * scorers_to_build / len(KINDS)
     full = train_min + score_min
     waves = trials / max(concurrency, 1)
     worst = STARTUP_MINUTES + scorers + -(-trials // max(concurrency, 1)) * full
     if scheduler != "asha" or trials <= concurrency:
         return worst, worst
-    kept = max(1.0, trials * 0.25)  # trials that run to the end and are scored
-    expected = (train_min * (trials * 0.5) + score_min * kept) / max(concurrency, 1)
+    others = trials - 1  # besides the paper point
+    kept = max(1.0, others * 0.25)  # trials that run to the end and are scored
+    expected = (full + train_min * others * 0.5 + score_min * kept) / max(concurrency, 1)
     return STARTUP_MINUTES + scorers + max(expected, full * min(waves, 1.0)), worst
 
 
@@ -192,7 +192,7 @@ def resolve_plan(request: SweepRequest, cluster: Cluster,
     res = _resources(request, preset, cluster)
     trials = request.num_samples or preset.num_samples
     scheduler = request.scheduler or preset.scheduler
-    expected, worst = estimate(preset, model, trials, res["concurrency"],
+    expected, worst = estimate(preset, model, request.dataset, trials, res["concurrency"],
                                res["trial_gpus"] > 0, scheduler, scorers_to_build)
     constants = {"model": model, "dataset": request.dataset, "arch": preset.arch,
                  "subset": preset.subset, "test_subset": preset.test_subset,

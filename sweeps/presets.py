@@ -40,13 +40,18 @@ class Preset:
     # Scorer fine-tuning: TrainSpec settings per kind, and per "dataset/kind" where a dataset
     # needs more (Fashion-MNIST is harder to classify than MNIST).
     scorers: dict = field(default_factory=dict)
-    # For the printed estimate: training images per second of one trial (per model), seconds
-    # to score one trial's samples, minutes to fine-tune both scorers (CPU, GPU).
+    # For the printed estimate: training images per second of one trial while the preset's
+    # trials run side by side (per model), seconds to score one trial's samples, minutes to
+    # fine-tune both scorers of a dataset ("default": any dataset not named; CPU, GPU).
     images_per_s_cpu: dict = field(default_factory=lambda: {"vae": 2000.0, "vaegan": 550.0})
     images_per_s_gpu: dict = field(default_factory=lambda: {"vae": 20000.0, "vaegan": 8000.0})
     score_seconds: float = 30.0
-    scorer_minutes_cpu: float = 1.0
-    scorer_minutes_gpu: float = 1.0
+    scorer_minutes_cpu: dict = field(default_factory=lambda: {"default": 1.0})
+    scorer_minutes_gpu: dict = field(default_factory=lambda: {"default": 1.0})
+
+    def scorer_minutes(self, dataset: str, gpu: bool) -> float:
+        table = self.scorer_minutes_gpu if gpu else self.scorer_minutes_cpu
+        return table.get(dataset, table["default"])
 
     def __post_init__(self):
         if (self.epochs is None) == (self.train_images is None):
@@ -67,7 +72,8 @@ class Preset:
 PAPER = Preset(
     "paper", arch="paper", subset=None, test_subset=None, num_samples=20, ns=(1000, 5000),
     epochs=(20, 100), images_per_s_cpu={"vae": 85.0, "vaegan": 30.0},
-    score_seconds=20.0, scorer_minutes_cpu=600.0, scorer_minutes_gpu=25.0)
+    score_seconds=20.0, scorer_minutes_cpu={"default": 600.0},
+    scorer_minutes_gpu={"default": 25.0})
 
 QUICK = Preset(
     "quick", arch="small", subset=None, test_subset=1000, num_samples=8, ns=(1000, 5000),
@@ -84,7 +90,11 @@ QUICK = Preset(
         "vit": dict(epochs=3, batch_size=64, lr=1e-3),
         "fashion-mnist/vit": dict(epochs=6, batch_size=64, lr=1e-3),
     },
-    score_seconds=35.0, scorer_minutes_cpu=8.0)
+    # Measured on the 2-core VM (docs/results-cpu.md): a VAE-GAN trial trains 350 images/s
+    # beside another; MNIST's two scorers take 11 min with loading. Fashion-MNIST's are
+    # scaled from the recipes (24,000 Inception images for 18,000, 6 ViT epochs for 3).
+    images_per_s_cpu={"vae": 2000.0, "vaegan": 350.0},
+    score_seconds=35.0, scorer_minutes_cpu={"default": 11.0, "fashion-mnist": 17.0})
 
 # Scores 200 / 500 samples, not 1K / 5K: on a CPU, Inception features for 5,000 images and
 # the 2048-d FID / KID cost minutes, and smoke sweeps exist to exercise the plumbing.
@@ -93,7 +103,7 @@ SMOKE = Preset(
     epochs=(1, 1), gpus_per_trial=0.5, probe_samples=200,
     scorers={"inception": dict(epochs=1, subset=500, eval_subset=500),
              "vit": dict(epochs=1, subset=1000, eval_subset=500)},
-    score_seconds=40.0, scorer_minutes_cpu=1.5, scorer_minutes_gpu=0.5)
+    score_seconds=40.0, scorer_minutes_cpu={"default": 1.5}, scorer_minutes_gpu={"default": 0.5})
 
 PRESETS = {p.name: p for p in (PAPER, QUICK, SMOKE)}
 

@@ -79,9 +79,11 @@ def make_scheduler(plan):
         grace = max(preset.report_images or budget, budget / 4)
     from sweeps.scheduler import PaperPointASHA
 
+    # stop_last_trials=False: a trial whose last round lands exactly on max_t (batch 32
+    # divides 192,000) must still draw and report its scores; it ends by itself.
     return PaperPointASHA(plan.paper_point, time_attr="images_seen",
                           metric=probe_key(plan.probe_n), mode="max", max_t=int(budget),
-                          grace_period=int(grace), reduction_factor=2)
+                          grace_period=int(grace), reduction_factor=2, stop_last_trials=False)
 
 
 def trial_name(trial) -> str:

@@ -133,11 +133,13 @@ def test_estimate_counts_scorers_asha_and_waves(tmp_path):
     from sweeps.plan import estimate
 
     quick = PRESETS["quick"]
-    cached = estimate(quick, "vae", 8, 2, False, "asha", 0)
-    cold = estimate(quick, "vae", 8, 2, False, "asha", 2)
-    assert cold[0] == pytest.approx(cached[0] + quick.scorer_minutes_cpu)
+    cached = estimate(quick, "vae", "mnist", 8, 2, False, "asha", 0)
+    cold = estimate(quick, "vae", "mnist", 8, 2, False, "asha", 2)
+    assert cold[0] == pytest.approx(cached[0] + quick.scorer_minutes("mnist", False))
+    fashion = estimate(quick, "vae", "fashion-mnist", 8, 2, False, "asha", 2)
+    assert fashion[0] > cold[0]  # its scorers train longer
     assert cached[0] < cached[1]  # ASHA stops some trials: expected below the worst case
-    none = estimate(quick, "vae", 8, 2, False, "none", 0)
+    none = estimate(quick, "vae", "mnist", 8, 2, False, "none", 0)
     assert none[0] == none[1] == pytest.approx(cached[1])
 
 
@@ -311,3 +313,9 @@ def test_asha_lets_the_paper_point_finish(tmp_path):
                                                                key: probe}))
     assert actions[2] == scheduler.CONTINUE  # the paper point, last of its rung: goes on
     assert actions[3] == scheduler.STOP  # a trial as weak as it: stopped
+    # a trial whose last round reaches the budget exactly still reports its scores after it
+    # (ASHA used to stop it there, and the best trial of a sweep lost its scores)
+    done = Trial("__fake", stub=True, config=configs[0], trial_id="t9")
+    scheduler.on_trial_add(None, done)
+    end = {"images_seen": plan.preset.trial_images(), key: 9.0}
+    assert scheduler.on_trial_result(None, done, end) == scheduler.CONTINUE
