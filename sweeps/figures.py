@@ -92,7 +92,7 @@ def montage(ranked: list, ns, path: Path, top: int = 4) -> Path | None:
         ax.set_title(f"#{rank} {name}\n{_label(row, ns)}", fontsize=8)
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")  # the three-line titles, whole
     plt.close(fig)
     return path
 
