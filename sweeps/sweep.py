@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -173,12 +175,18 @@ def init_ray(address: str | None):
     if not verbose():  # an informational notice at every start, not something to act on
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
             logging.ERROR)
+    previous = signal.getsignal(signal.SIGTERM)
     if address:
         address = cluster_address(address)
         check_cluster(address)
         ray.init(address=address, namespace=NAMESPACE)
     else:
         ray.init(address="local", namespace=NAMESPACE, include_dashboard=False)
+    if callable(previous) and threading.current_thread() is threading.main_thread():
+        # ray.init installs absl's failure-signal handler, which answers SIGTERM with a
+        # stack dump and kills the driver; the sweep's own handler stops it cleanly, with
+        # the resume command (sweeps/run.py).
+        signal.signal(signal.SIGTERM, previous)
     return ray
 
 

@@ -35,8 +35,13 @@ def parser() -> ArgumentParser:
 
 
 def runs_url(base: str, experiment_id: str | None) -> str:
-    """The experiment's runs table (MLflow 3 otherwise opens its GenAI overview)."""
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs" if experiment_id else base
+    """The experiment's runs table in MLflow's "Model training" view. MLflow 3.17 opens an
+    experiment in its GenAI view (traces, evaluations) unless the URL asks for the other
+    one; its sidebar then shows the runs, not "Evaluation runs". (Older versions read the
+    ``mlflow.experimentKind`` tag instead, which the sweep also sets.)"""
+    if not experiment_id:
+        return base
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 def commands(folder: Path, saved: dict, mlflow_port: int, optuna_port: int) -> dict:

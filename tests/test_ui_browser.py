@@ -74,16 +74,20 @@ def shots_dir(default: Path) -> Path:
 
 
 def test_the_experiment_opens_on_its_runs_with_parent_and_children(served_sweep, tmp_path):
+    from sweeps.ui import runs_url
+
     s = served_sweep
     exp = s["saved"]["experiment_id"]
-    # the plain experiment link: MLflow 3 would open its GenAI overview, not the runs
-    dom = chromium(f"{s['mlflow']}/#/experiments/{exp}", tmp_path / "p1")
+    # the link the sweep and `gensweep ui` print: MLflow 3.17 would otherwise open its GenAI
+    # view, which lists "evaluation runs" and not the training runs
+    dom = chromium(runs_url(s["mlflow"], exp), tmp_path / "p1")
+    (tmp_path / "runs.html").write_text(dom)
     rows = fk.results(s["storage"])
     sid = s["saved"]["plan"]["sweep_id"]
     assert f"sweep-{sid}" in dom, dom[-3000:]
     assert sum(f"trial_{r['trial_id']}" in dom for r in rows) == 3, dom[-3000:]
     assert "(#1)" in dom  # the winner's rank in its run name
-    chromium(f"{s['mlflow']}/#/experiments/{exp}/runs", tmp_path / "p2",
+    chromium(runs_url(s["mlflow"], exp), tmp_path / "p2",
              screenshot=shots_dir(tmp_path) / "mlflow_runs.png")
 
 
@@ -102,7 +106,7 @@ def test_the_parent_run_holds_the_sweep_summary(served_sweep, tmp_path):
 def test_optuna_dashboard_names_the_objective(served_sweep, tmp_path):
     s = served_sweep
     with urllib.request.urlopen(f"{s['optuna']}/api/studies", timeout=10) as resp:
-        studies = json.loads(resp.read())["studies"]
+        studies = json.loads(resp.read())["study_summaries"]
     study = [x for x in studies if x["study_name"] == s["saved"]["plan"]["study_name"]]
     assert study, studies
     dom = chromium(f"{s['optuna']}/dashboard/studies/{study[0]['study_id']}", tmp_path / "p5")
