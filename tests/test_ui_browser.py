@@ -31,6 +31,14 @@ def chromium(url: str, profile: Path, *, dump: bool = True, screenshot: Path | N
     return r.stdout
 
 
+def visible_text(dom: str) -> str:
+    """The page's text as a reader sees it: tags and styles out, whitespace collapsed."""
+    import re
+
+    text = re.sub(r"<(style|script)\b.*?</\1>", " ", dom, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text))
+
+
 def wait_for(url: str, timeout: float = 120) -> None:
     t0 = time.time()
     while time.time() - t0 < timeout:
@@ -84,11 +92,19 @@ def test_the_experiment_opens_on_its_runs_with_parent_and_children(served_sweep,
     (tmp_path / "runs.html").write_text(dom)
     rows = fk.results(s["storage"])
     sid = s["saved"]["plan"]["sweep_id"]
-    assert f"sweep-{sid}" in dom, dom[-3000:]
-    assert sum(f"trial_{r['trial_id']}" in dom for r in rows) == 3, dom[-3000:]
-    assert "(#1)" in dom  # the winner's rank in its run name
+    # the training view's table: the parent, its children nested under it (counted)
+    assert f"sweep-{sid}" in dom and "Model training" in dom, dom[-3000:]
+    assert f"{1 + len(rows)} matching runs" in visible_text(dom), visible_text(dom)[-3000:]
     chromium(runs_url(s["mlflow"], exp), tmp_path / "p2",
              screenshot=shots_dir(tmp_path) / "mlflow_runs.png")
+    # the winner's own page: a child of the parent, with its rank in its name
+    _, _, children = fk.mlflow_runs(f"sqlite:///{s['storage'] / 'mlflow.db'}")
+    (first,) = [c for c in children if c.data.tags.get("gensweep.rank") == "1"]
+    page = chromium(f"{s['mlflow']}/#/experiments/{exp}/runs/{first.info.run_id}",
+                    tmp_path / "p3")
+    text = visible_text(page)
+    assert f"trial_{first.data.tags['gensweep.trial_id']} (#1)" in text, text[-3000:]
+    assert f"sweep-{sid}" in text, text[-3000:]  # its parent, linked from it
 
 
 def test_the_parent_run_holds_the_sweep_summary(served_sweep, tmp_path):
