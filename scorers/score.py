@@ -83,7 +83,6 @@ def sample_set_scores(images: np.ndarray, labels, dataset: str, n: int, data_dir
     """Memorisation in pixels (against the dataset's training images) and, for labelled
     images, the CAS with its ceiling, of the first ``n`` images."""
     from scorers import utility
-    from scorers.keys import cas_key
     from scorers.memorisation import pixel_memorisation
     from trainables.datasets import load_dataset
 
@@ -91,11 +90,7 @@ def sample_set_scores(images: np.ndarray, labels, dataset: str, n: int, data_dir
     out = pixel_memorisation(images, data.train.images, n)
     out.pop("_pairs_png")
     if labels is not None:
-        acc = utility.classification_accuracy_score(images[:n], labels[:n], data.test.images,
-                                                    data.test.labels)
-        ceiling = utility.real_ceiling(data, n)
-        out.update({cas_key(n): acc, cas_key(n, ratio=True): acc / ceiling,
-                    f"ceiling_{cas_key(n)}": ceiling})
+        out.update(utility.cas_with_ceiling(images, labels, data, n))
     return out
 
 

@@ -96,3 +96,15 @@ def real_ceiling(dataset, n: int, seed: int = SEED) -> float:
     images, labels = stratified_subset(dataset.train.images, dataset.train.labels, n, seed)
     return classification_accuracy_score(images, labels, dataset.test.images,
                                          dataset.test.labels, seed)
+
+
+def cas_with_ceiling(images, labels, dataset, n: int) -> dict:
+    """``cas_L``, ``cas_L_ratio`` and ``ceiling_cas_L`` of n labelled images of ``dataset``
+    (a ``trainables.datasets.Dataset``): the accuracy, and the same CNN on n real images."""
+    from scorers.keys import cas_key
+
+    acc = classification_accuracy_score(images[:n], labels[:n], dataset.test.images,
+                                        dataset.test.labels)
+    ceiling = real_ceiling(dataset, n)
+    return {cas_key(n): acc, cas_key(n, ratio=True): acc / ceiling,
+            f"ceiling_{cas_key(n)}": ceiling}

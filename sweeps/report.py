@@ -56,8 +56,10 @@ def collect_rows(result_grid, constants: dict | None = None) -> list[dict]:
 
 def mark_paper_trial(rows: list[dict], point: dict) -> None:
     """Flag the trial that ran the paper's configuration (``points_to_evaluate``)."""
+    from sweeps.spaces import is_paper_point
+
     for r in rows:
-        r["paper_config"] = all(r["_config"].get(k) == v for k, v in point.items())
+        r["paper_config"] = is_paper_point(r["_config"], point)
 
 
 def rank(rows: list[dict], metrics: list[str]) -> list[dict]:

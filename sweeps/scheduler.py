@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from ray.tune.schedulers import ASHAScheduler
 
-
-def is_paper_point(config: dict, point: dict) -> bool:
-    return bool(point) and all(config.get(k) == v for k, v in point.items())
+from sweeps.spaces import is_paper_point
 
 
 class PaperPointASHA(ASHAScheduler):

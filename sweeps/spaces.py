@@ -60,3 +60,8 @@ def paper_point(space: str, dataset: str, preset) -> dict:
         point["adversarial_loss_scale"] = defaults.adversarial_loss_scale
         point["reconstruction_layer"] = defaults.reconstruction_layer
     return point
+
+
+def is_paper_point(config: dict, point: dict) -> bool:
+    """Whether a trial's ``config`` is the paper point (every one of its settings equal)."""
+    return bool(point) and all(config.get(k) == v for k, v in point.items())

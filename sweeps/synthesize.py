@@ -130,7 +130,6 @@ def score_set(images, labels, dataset: str, scorer_dirs: dict, cfg, score_n: int
 
     from scorers import memorisation as memo
     from scorers import utility
-    from scorers.keys import cas_key
     from scorers.scoring import score_images
     from scorers.store import load_scorer
     from trainables.datasets import load_dataset
@@ -150,11 +149,7 @@ def score_set(images, labels, dataset: str, scorer_dirs: dict, cfg, score_n: int
     pixels.pop("_pairs_png")
     out.update(pixels)
     if labels is not None:
-        test = load_dataset(dataset, data_dir).test
-        acc = utility.classification_accuracy_score(x, labels[pick], test.images, test.labels)
-        ceiling = utility.real_ceiling(load_dataset(dataset, data_dir), n)
-        out.update({cas_key(n): acc, cas_key(n, ratio=True): acc / ceiling,
-                    f"ceiling_{cas_key(n)}": ceiling})
+        out.update(utility.cas_with_ceiling(x, labels[pick], load_dataset(dataset, data_dir), n))
     return {"n_scored": n, "scores": out, "scorer_ids": ids}
 
 
