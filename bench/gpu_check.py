@@ -87,7 +87,7 @@ def _epoch_ours(cfg, speed, device, data) -> float:
     import torch
 
     from trainables.loop import batches_per_epoch, make_optimizers, train_steps
-    from trainables.networks import build_model
+    from trainables.models import build_model
     from trainables.speed import apply
 
     torch.manual_seed(0)
@@ -116,7 +116,7 @@ def epoch_time(dry: bool) -> dict:
     from pythae_baseline import run_pythae
     from trainables.datasets import load_dataset
     from trainables.device import pick_device
-    from trainables.networks import build_model
+    from trainables.models import build_model
     from trainables.speed import Speed
 
     device = pick_device("auto")
@@ -259,7 +259,7 @@ def train_generator(model: str, dataset: str, deadline: float, dry: bool, out: P
     from trainables.datasets import load_dataset
     from trainables.device import pick_device
     from trainables.loop import batches_per_epoch, make_optimizers, train_steps
-    from trainables.networks import build_model
+    from trainables.models import build_model
     from trainables.samples import sample_prior
     from trainables.speed import Speed, apply
 

@@ -46,7 +46,7 @@ import torch  # noqa: E402
 
 from trainables.config import ARCHS, MODELS, TrainConfig  # noqa: E402
 from trainables.loop import batches_per_epoch, make_optimizers, train_steps  # noqa: E402
-from trainables.networks import build_model  # noqa: E402
+from trainables.models import build_model  # noqa: E402
 
 from pythae_baseline import batch_assembly_ms, run_pythae  # noqa: E402
 from step_clock import StepClock  # noqa: E402

@@ -200,6 +200,8 @@ def resolve_plan(request: SweepRequest, cluster: Cluster,
                  "seed": request.seed, "n_samples": list(preset.ns),
                  "labelled_samples": max(preset.ns),
                  "data_dir": request.data_dir, "compile": request.compile}
+    if request.conditional == "on":
+        constants["conditional"] = True
     if preset.epochs is not None and preset.epochs[0] == preset.epochs[1]:
         constants["epochs"] = preset.epochs[0]
     from sweeps.tracking import default_tracking_uri
@@ -211,7 +213,7 @@ def resolve_plan(request: SweepRequest, cluster: Cluster,
         study_name=f"gensweep-{request.space}-{request.dataset}-{sid}",
         experiment_name=f"gensweep-{request.space}-{request.dataset}",
         ns=tuple(preset.ns), objective=objective_keys(request.objective, preset.ns),
-        paper_point=paper_point(request.space, request.dataset, preset),
+        paper_point=paper_point(request.space, request.dataset, preset, request.conditional),
         scorer_specs={kind: preset.scorer_spec(request.dataset, kind) for kind in KINDS},
         actor_names={kind: f"gensweep-{kind}-{sid}" for kind in KINDS},
         namespace=NAMESPACE, scheduler=scheduler, probe_n=preset.probe_samples, num_samples=trials, cluster_gpus=float(cluster.gpus),

@@ -12,7 +12,7 @@ import math
 import re
 from pathlib import Path
 
-from scorers.keys import score_key
+from scorers.keys import cas_key, score_key
 
 # Section 5, Tables 1 and 2 (fine-tuned Inception v3 and ViT scorers).
 PAPER_RESULTS = {
@@ -22,7 +22,7 @@ PAPER_RESULTS = {
                       "vaegan": {"is_1k": 4.891, "is_5k": 4.995, "ts_1k": 4.593, "ts_5k": 4.791}},
 }
 HYPER_KEYS = ("lr", "latent_dim", "epochs", "batch_size", "adversarial_loss_scale",
-              "reconstruction_layer")
+              "reconstruction_layer", "conditional")
 # PAPER_RESULTS keys are IS / TS means without the "_mean" suffix: is_1k, ts_5k, ...
 
 
@@ -93,21 +93,25 @@ def format_table(rows: list[dict], space: str, dataset: str, ns, ceiling: dict |
                  top: int = 5) -> str:
     score_cols = [score_key(kind, n, "mean") for kind in ("inception", "vit") for n in ns]
     fid_col = score_key("inception", max(ns), "fid")
+    # the train-on-synthetic accuracy, where the trials drew labelled samples
+    score_cols += [c for c in (cas_key(max(ns)),) if any(_finite(r.get(c)) for r in rows)]
     hyper = [k for k in HYPER_KEYS if any(k in r for r in rows)]
     head = ["trial", *hyper, *score_cols, fid_col]
     lines = ["  ".join(h.rjust(8) for h in head)]
     for r in rows[:top]:
-        name = ("paper-cfg" if r.get("paper_config") else "") or r.get("trial_id", "")[-8:]
+        name = ("paper-cfg" if r.get("paper_config") else "") or str(r.get("trial_id", ""))[-8:]
         lines.append("  ".join([_fmt(name), *(_fmt(r.get(k)) for k in hyper),
                                 *(_fmt(r.get(c)) for c in score_cols), _fmt(r.get(fid_col))]))
     paper = PAPER_RESULTS.get(dataset, {}).get(space)
     if paper:
         lines.append("  ".join([_fmt("paper"), *(_fmt("") for _ in hyper),
-                                *(_fmt(paper.get(c.rsplit("_", 1)[0])) for c in score_cols),
+                                *(_fmt(paper.get(c.rsplit("_", 1)[0]) if c.endswith("_mean")
+                                       else "") for c in score_cols),
                                 _fmt("")]))
     if ceiling:
         lines.append("  ".join([_fmt("real"), *(_fmt("") for _ in hyper),
-                                *(_fmt(ceiling.get(c)) for c in score_cols),
+                                *(_fmt(ceiling.get(c, ceiling.get(f"ceiling_{c}")))
+                                  for c in score_cols),
                                 _fmt(ceiling.get(fid_col))]))
     if len(rows) > top:
         lines.append(f"(the {top} best of {len(rows)} ranked trials; all trials are in "
@@ -156,6 +160,8 @@ def write_best_config(sweep_dir: Path, best: dict, objective: list[str]) -> Path
                                                         "reconstruction_layer")
                                             or config["model"] == "vaegan"):
             args.append(f"--{key.replace('_', '-')} {config[key]}")
+    if config.get("conditional"):
+        args.append("--conditional")
     doc = {"objective": objective, "trial_id": best.get("trial_id"),
            "config": config,
            "scores": {k: v for k, v in best.items() if not k.startswith("_") and _finite(v)},

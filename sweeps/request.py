@@ -13,7 +13,7 @@ from pathlib import Path
 
 from scorers.keys import OBJECTIVES
 from sweeps.presets import PRESETS
-from sweeps.spaces import SPACES
+from sweeps.spaces import CONDITIONAL, SPACES
 
 SCHEDULERS = ("none", "asha")
 
@@ -43,6 +43,7 @@ class SweepRequest:
     epochs_range: tuple[int, int] | None = None
     train_images: int | None = None
     compile: bool = False
+    conditional: str = "off"  # sweeps.spaces.CONDITIONAL
 
     def __post_init__(self):
         def fail(what: str):
@@ -54,6 +55,9 @@ class SweepRequest:
             fail(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if self.objective not in OBJECTIVES:
             fail(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if self.conditional not in CONDITIONAL:
+            fail(f"conditional {self.conditional!r} unknown; choose one of "
+                 f"{', '.join(CONDITIONAL)}")
         if self.scheduler is not None and self.scheduler not in SCHEDULERS:
             fail(f"unknown scheduler {self.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
         if self.lr_range is not None:

@@ -21,7 +21,7 @@ try:
     from scorers.keys import OBJECTIVES
     from sweeps.presets import PRESETS
     from sweeps.request import SCHEDULERS
-    from sweeps.spaces import SPACES
+    from sweeps.spaces import CONDITIONAL, SPACES
     from trainables.cli import ArgumentParser, number, positive_int, setup_logging, value_range
     from trainables.datasets import DATASETS
 except ModuleNotFoundError as exc:  # run as a script from a checkout that was not installed
@@ -52,6 +52,10 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--train-images", type=positive_int, metavar="N",
                    help="an image budget: every trial trains on N images, instead of the "
                         "preset's budget")
+    p.add_argument("--conditional", nargs="?", const="on", choices=CONDITIONAL, default="off",
+                   help="class-conditional models: on (every trial; the bare flag), search "
+                        "(chosen per trial; the paper-config trial stays unconditional), or "
+                        "off (the default: the paper's models)")
     p.add_argument("--address", help="Ray cluster address (e.g. auto); default: a new local Ray")
     p.add_argument("--mlflow-uri", help="tracking server (needed on multi-node clusters); "
                                         "default: SQLite store in the sweep folder")
@@ -110,7 +114,8 @@ def request_from_args(args, parser):
             scorers_dir=args.scorers,
             data_dir=args.data_dir or os.environ.get("GENSWEEP_DATA_DIR"),
             lr_range=args.lr_range, epochs_range=args.epochs_range,
-            train_images=args.train_images, compile=args.compile), None
+            train_images=args.train_images, compile=args.compile,
+            conditional=args.conditional), None
     except ValueError as exc:
         parser.error(str(exc))
 
@@ -124,7 +129,9 @@ def describe(plan) -> str:
     span = (f"about {plan.estimate_minutes:.0f} min"
             + (f", at most {plan.estimate_max_minutes:.0f}"
                if plan.estimate_max_minutes > plan.estimate_minutes + 0.5 else ""))
-    return (f"preset {preset.name}{chosen}: {plan.num_samples} trials of {r.space} on "
+    kind = {"on": " (class-conditional)", "search": " (conditional searched)"}.get(
+        r.conditional, "")
+    return (f"preset {preset.name}{chosen}: {plan.num_samples} trials of {r.space}{kind} on "
             f"{r.dataset} ({budget}, scheduler {plan.scheduler}), {plan.concurrency} at a "
             f"time; estimated {span}")
 

@@ -42,12 +42,24 @@ def vaegan_space(preset) -> dict:
 
 SPACES = {"vae": vae_space, "vaegan": vaegan_space}
 MODEL_OF_SPACE = {"vae": "vae", "vaegan": "vaegan"}
+# Class-conditional networks: off (the paper's models), on (every trial), or searched.
+CONDITIONAL = ("off", "on", "search")
 
 
-def paper_point(space: str, dataset: str, preset) -> dict:
+def with_conditional(space: dict, conditional: str) -> dict:
+    """``space`` with ``conditional`` searched (False / True) when asked to; a sweep with
+    ``on`` passes it to every trial as a constant instead (sweeps.plan)."""
+    if conditional != "search":
+        return space
+    from ray import tune
+
+    return {**space, "conditional": tune.choice([False, True])}
+
+
+def paper_point(space: str, dataset: str, preset, conditional: str = "off") -> dict:
     """The paper's hyperparameters for ``space`` on ``dataset``, clipped to the preset: its
     epochs into the preset's range (none under an image budget), its batch size to the
-    preset's largest."""
+    preset's largest; unconditional where the sweep searches that (the paper's models are)."""
     model = MODEL_OF_SPACE[space]
     paper = PAPER[(model, dataset)]
     defaults = TrainConfig(model=model, dataset=dataset)
@@ -59,6 +71,8 @@ def paper_point(space: str, dataset: str, preset) -> dict:
     if model == "vaegan":
         point["adversarial_loss_scale"] = defaults.adversarial_loss_scale
         point["reconstruction_layer"] = defaults.reconstruction_layer
+    if conditional == "search":
+        point["conditional"] = False
     return point
 
 

@@ -2,6 +2,7 @@
 
     gensweep synthesize --checkpoint DIR --n 60000 --mode reference --classes balanced \\
         --out synth.npz
+    gensweep synthesize --checkpoint COND_DIR --n 60000 --mode conditional --out synth.npz
     gensweep synthesize --run runs/sweep-vaegan-mnist-... --trial best --n 10000 --out s.npz
     python trainables/synthesize.py ...          # the same command (also sweeps/synthesize.py)
 
@@ -10,7 +11,10 @@ Writes three files, each atomically (a half-written export never replaces a good
 * ``OUT`` (.npz, no pickle): ``images`` uint8 (N, 28, 28), and ``labels`` uint8 (N,) for
   labelled modes. ``--mode prior`` draws z ~ N(0, I) (unlabelled); ``reference`` starts
   from real training images of each class (z ~ q(z|x), labelled with that class);
-  ``--classes balanced`` gives every class N / 10 images, class by class.
+  ``conditional`` (a model trained with ``--conditional``) decodes z ~ N(0, I) with each
+  class in turn. The default is ``conditional`` for a conditional model, else
+  ``reference``. Labelled modes give every class N / 10 images, class by class
+  (``--classes balanced``).
 * ``OUT`` with ``.png``: a grid, one row per class (or 8 x 8 prior samples).
 * ``OUT`` with ``.json``: the datasheet: model, its config, the checkpoint and its SHA-256,
   mode, seed, class counts, and the scores of this set (a seeded sample of ``--score-n``
@@ -39,7 +43,7 @@ except ModuleNotFoundError as exc:  # run as a script from a checkout that was n
 
 log = logging.getLogger(__name__)
 PROG = "gensweep synthesize"
-MODES = ("prior", "reference")
+MODES = ("prior", "reference", "conditional")
 SCORE_N = 5000
 
 
@@ -50,10 +54,11 @@ def parser() -> ArgumentParser:
     src.add_argument("--run", help="a sweep folder; with --trial")
     p.add_argument("--trial", default="best", help="best (the sweep's winner) or a trial id")
     p.add_argument("--n", type=positive_int, default=10_000, help="images to write")
-    p.add_argument("--mode", choices=MODES, default="reference")
+    p.add_argument("--mode", choices=MODES,
+                   help="default: conditional for a conditional model, else reference")
     p.add_argument("--classes", choices=("balanced",),
-                   help="balanced: N / 10 per class, class by class (what --mode reference "
-                        "draws)")
+                   help="balanced: N / 10 per class, class by class (what the labelled modes "
+                        "draw)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="FILE.npz")
     p.add_argument("--scorers", help="folder with inception/ and vit/ scorer folders")
@@ -98,12 +103,23 @@ def file_sha256(path: Path) -> str:
 
 
 def generate(model, cfg, mode: str, n: int, seed: int, data_dir):
-    """(images, labels or None) of ``mode``; reference samples come n / 10 per class."""
+    """(images, labels or None) of ``mode``; labelled samples come n / 10 per class, class
+    by class. ValueError for ``conditional`` on a model trained without labels."""
     from trainables.datasets import load_dataset
-    from trainables.samples import sample_prior, sample_reference
+    from trainables.samples import (
+        balanced_labels,
+        sample_conditional,
+        sample_prior,
+        sample_reference,
+    )
 
     if mode == "prior":
         return sample_prior(model, n, seed=seed), None
+    if mode == "conditional":
+        if not cfg.conditional:
+            raise ValueError("--mode conditional needs a model trained with --conditional; "
+                             "this one was not: use --mode reference for labelled samples")
+        return sample_conditional(model, balanced_labels(n, seed, shuffle=False), seed)
     data = load_dataset(cfg.dataset, data_dir or cfg.data_dir, subset=cfg.subset, seed=cfg.seed)
     return sample_reference(model, data.train.images, data.train.labels, n, seed)
 
@@ -155,10 +171,8 @@ def score_set(images, labels, dataset: str, scorer_dirs: dict, cfg, score_n: int
 
 def default_scorers(dataset: str, scorers_dir: str | None, saved: dict | None) -> dict:
     from scorers.spec import KINDS
-    from scorers.store import is_complete, scorer_dir_for
+    from scorers.store import is_complete, read_metadata, scorer_dir_for
     from sweeps.presets import PRESETS
-
-    from scorers.store import read_metadata
 
     if saved and saved.get("scorers"):
         dirs = {k: Path(v) for k, v in saved["scorers"].items()}
@@ -205,14 +219,15 @@ def main(argv=None) -> int:
         else:
             folder = Path(args.checkpoint)
         model, cfg, _ = load_generator(folder)
+        mode = args.mode or ("conditional" if cfg.conditional else "reference")
         scorer_dirs = None if args.no_score else default_scorers(cfg.dataset, args.scorers, saved)
-        log.info("writing %d %s samples of %s (%s) to %s", args.n, args.mode, cfg.model,
+        log.info("writing %d %s samples of %s (%s) to %s", args.n, mode, cfg.model,
                  folder, out)
-        images, labels = generate(model, cfg, args.mode, args.n, args.seed, args.data_dir)
+        images, labels = generate(model, cfg, mode, args.n, args.seed, args.data_dir)
         sheet = {"model": cfg.model, "dataset": cfg.dataset, "config": cfg.to_dict(),
                  "checkpoint": str(folder.resolve()),
                  "checkpoint_sha256": file_sha256(folder / "model.safetensors"),
-                 "mode": args.mode, "seed": args.seed, "n": int(len(images)),
+                 "mode": mode, "conditional": cfg.conditional, "seed": args.seed, "n": int(len(images)),
                  "classes": (np.bincount(labels, minlength=10).tolist()
                              if labels is not None else None),
                  "order": "class by class" if labels is not None else "as drawn"}
@@ -236,7 +251,7 @@ def main(argv=None) -> int:
     scores = sheet.get("scores", {})
     shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items()
                       if k.startswith(("is_", "ts_", "cas_", "memorised_")) and "std" not in k)
-    print(f"wrote {out} ({len(images)} images, {args.mode}), {out.with_suffix('.png')}, "
+    print(f"wrote {out} ({len(images)} images, {mode}), {out.with_suffix('.png')}, "
           f"{out.with_suffix('.json')}" + (f"; {shown}" if shown else ""))
     return 0
 

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from scorers.keys import probe_key
-from sweeps.spaces import SPACES
+from sweeps.spaces import SPACES, with_conditional
 from sweeps.trial import TrialPlan
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def search_space(plan) -> dict:
     """The searched hyperparameters (nothing else rides in a trial's config)."""
-    return SPACES[plan.request.space](plan.preset)
+    return with_conditional(SPACES[plan.request.space](plan.preset), plan.request.conditional)
 
 
 def trial_plan(plan, ceiling: dict | None = None) -> TrialPlan:

@@ -37,7 +37,7 @@ def test_bf16_autocast_wraps_the_networks_and_keeps_losses_float32():
     """The wrapper used on GPUs, run here under CPU autocast: pythae's VAE-GAN losses (BCE,
     which autocast refuses) still work, and every network output is float32 again."""
     from trainables.loop import _vaegan_step, make_optimizers
-    from trainables.networks import build_model
+    from trainables.models import build_model
 
     torch.manual_seed(0)
     cfg = TrainConfig(model="vaegan", **TINY)
@@ -58,7 +58,7 @@ def test_bf16_autocast_wraps_the_networks_and_keeps_losses_float32():
 
 
 def test_channels_last_input_and_model_layout():
-    from trainables.networks import build_model
+    from trainables.models import build_model
 
     speed = Speed(channels_last=True)
     x = as_input(torch.rand(4, 1, 28, 28), speed)

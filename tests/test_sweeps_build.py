@@ -32,6 +32,9 @@ def test_cli_choices_come_from_the_registries():
     assert sorted(actions["space"].choices) == sorted(SPACES)
     assert sorted(actions["preset"].choices) == sorted(PRESETS)
     assert sorted(actions["objective"].choices) == sorted(OBJECTIVES)
+    from sweeps.spaces import CONDITIONAL
+
+    assert tuple(actions["conditional"].choices) == CONDITIONAL
 
 
 def test_plan_resolves_the_preset_from_the_cluster(tmp_path):
@@ -150,6 +153,7 @@ def test_estimate_counts_scorers_asha_and_waves(tmp_path):
     (dict(space="vae", lr_range=(1e-2, 1e-4)), "lr range"),
     (dict(space="vae", epochs_range=(0, 3)), "epochs range"),
     (dict(space="vae", num_samples=0), "num_samples 0"),
+    (dict(space="vae", conditional="yes"), "conditional 'yes' unknown"),
 ])
 def test_request_rejects_bad_values(kwargs, needle, tmp_path):
     with pytest.raises(ValueError, match=needle):
@@ -178,6 +182,7 @@ def _run(*args):
     (["--space", "vae", "--gpus-per-trial", "-0.5"], "-0.5 must be >= 0"),
     (["--space", "vae", "--train-images", "0"], "0 must be >= 1"),
     (["--space", "vae", "--scheduler", "hyperband"], "'hyperband'"),
+    (["--space", "vae", "--conditional", "maybe"], "'maybe'"),
     (["--resume"], "--resume needs --storage"),
     ([], "--space is required"),
 ])
@@ -195,6 +200,44 @@ def test_help_is_fast_and_light():
     heavy = [l for l in r.stderr.splitlines()
              if any(f"| {m}" in l for m in ("ray", "tensorflow", "mlflow", "optuna", "transformers"))]
     assert heavy == []
+
+
+@pytest.mark.parametrize("space", sorted(SPACES))
+def test_conditional_on_every_trial_or_searched(space, tmp_path):
+    from sweeps.spaces import is_paper_point
+    from sweeps.tuner import search_space, trial_plan
+
+    off = plan_for(tmp_path, space=space)
+    assert "conditional" not in search_space(off) and "conditional" not in off.trial_constants
+    on = plan_for(tmp_path, space=space, conditional="on")
+    assert trial_plan(on).constants["conditional"] is True
+    assert "conditional" not in search_space(on) and "conditional" not in on.paper_point
+    searched = plan_for(tmp_path, space=space, conditional="search")
+    assert "conditional" in search_space(searched)
+    assert searched.paper_point["conditional"] is False  # the paper's models are unconditional
+    assert not is_paper_point({**searched.paper_point, "conditional": True},
+                              searched.paper_point)
+    from sweeps.plan import SweepPlan
+
+    assert SweepPlan.from_dict(searched.to_dict()).request.conditional == "search"
+
+
+def test_report_shows_cas_and_retrains_a_conditional_winner(tmp_path):
+    import json
+
+    rows = [{"trial_id": "a", "status": "finished", "ts_5k_mean": 7.0, "cas_5k": 0.91,
+             "conditional": True,
+             "_config": {"model": "vae", "dataset": "mnist", "arch": "small", "lr": 1e-3,
+                         "conditional": True}},
+            {"trial_id": "b", "status": "finished", "ts_5k_mean": 6.0, "cas_5k": 0.95,
+             "conditional": False, "_config": {}}]
+    table = report.format_table(report.rank(rows, ["cas_5k"]), "vae", "mnist", (1000, 5000),
+                                {"cas_5k": 0.97})
+    head, first = table.splitlines()[:2]
+    assert "cas_5k" in head and "conditional" in head
+    assert first.split()[0] == "b" and "0.970" in table  # ranked by CAS, the real ceiling shown
+    path = report.write_best_config(tmp_path, rows[0], ["cas_5k"])
+    assert json.loads(path.read_text())["retrain"].endswith("--conditional --out runs/best")
 
 
 def test_report_ranks_and_pareto():

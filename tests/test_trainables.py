@@ -12,7 +12,8 @@ from trainables import checkpoint as ckpt
 from trainables.config import ConfigError, TrainConfig
 from trainables.datasets import load_dataset
 from trainables.loop import evaluate
-from trainables.networks import build_model, build_networks
+from trainables.models import build_model
+from trainables.networks import build_networks
 from trainables.trainable import LocalReporter, run_training
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]

@@ -48,7 +48,7 @@ def test_reference_guided_samples_are_labelled_by_class_and_carry_it(tmp_path, m
 def _model(cfg, result):
     from safetensors.torch import load_file
 
-    from trainables.networks import build_model
+    from trainables.models import build_model
 
     model = build_model(cfg)
     model.load_state_dict(load_file(result.final_dir / "model.safetensors"))

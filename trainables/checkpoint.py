@@ -141,7 +141,7 @@ def load_generator(folder):
     from safetensors import SafetensorError
 
     from trainables.config import ConfigError, TrainConfig
-    from trainables.networks import build_model
+    from trainables.models import build_model
 
     folder = Path(folder)
     if not (folder / MODEL_FILE).is_file() or not (folder / STATE_FILE).is_file():

@@ -42,6 +42,9 @@ class TrainConfig:
     reconstruction_layer: int = 3
     equilibrium: float = 0.68
     margin: float = 0.4
+    # Class-conditional networks (trainables.conditional): the label enters the encoder, the
+    # decoder and the VAE-GAN's discriminator, and samples of any chosen class can be drawn.
+    conditional: bool = False
     subset: int | None = None
     test_subset: int | None = None
     # An image budget: train exactly ceil(train_images / batch_size) optimizer steps, whatever
@@ -102,6 +105,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not (isinstance(value, int) and value >= 1):
                 bad(name, "must be a positive number of images (or omitted)")
+        if not isinstance(self.conditional, bool):
+            bad("conditional", "must be true or false")
         if not self.n_samples or min(self.n_samples) < 0:
             bad("n_samples", "must be non-negative sample counts, e.g. (1000, 5000)")
 
@@ -123,9 +128,19 @@ class TrainConfig:
         for key in ("lr", "adversarial_loss_scale", "equilibrium", "margin"):
             if known.get(key) is not None:
                 known[key] = float(known[key])
+        if "conditional" in known:
+            known["conditional"] = _flag(known["conditional"])
         return cls(**known)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["n_samples"] = list(self.n_samples)
         return d
+
+
+def _flag(value):
+    """A search space's numpy bool (or 0 / 1) as a plain bool; anything else is left for the
+    check to name."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_" or value in (0, 1):
+        return bool(value)
+    return value

@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from trainables.conditional import set_labels
 from trainables.speed import as_input
 
 VAE_KEYS = ("loss", "recon_loss", "reg_loss")
@@ -91,14 +92,15 @@ def epoch_order(n_images: int, seed: int, epoch: int) -> torch.Tensor:
 
 def train_steps(model, model_kind: str, optimizers: dict, data: torch.Tensor, batch_size: int,
                 seed: int, first_step: int, n_steps: int, speed=None,
-                order=None, lr_at=None) -> tuple[dict, int]:
+                order=None, lr_at=None, labels=None) -> tuple[dict, int]:
     """Train global optimizer steps ``first_step`` .. ``first_step + n_steps - 1`` (step g takes
     batch g mod B of epoch g // B, B batches per epoch); returns the mean of each loss
     component over them and the number of images they took. Raises :class:`Diverged`.
     ``order(epoch)`` gives an epoch's image order (default :func:`epoch_order`; the
     pythae comparison bench passes pythae's own). ``lr_at(step)``, if given, sets every
     optimizer's learning rate before each step (a function of the step alone, so a resumed
-    run follows the same schedule)."""
+    run follows the same schedule). ``labels`` (aligned with ``data``): each image's class,
+    handed to a conditional model with its batch."""
     model.train()
     keys = VAE_KEYS if model_kind == "vae" else VAEGAN_KEYS
     per_epoch = batches_per_epoch(len(data), batch_size)
@@ -109,7 +111,10 @@ def train_steps(model, model_kind: str, optimizers: dict, data: torch.Tensor, ba
         if epoch != order_epoch:
             perm = order(epoch) if order is not None else epoch_order(len(data), seed, epoch)
             order_epoch, current = epoch, perm.to(data.device)
-        batch = data[current[b * batch_size:(b + 1) * batch_size]]
+        idx = current[b * batch_size:(b + 1) * batch_size]
+        batch = data[idx]
+        if labels is not None:
+            set_labels(model, labels[idx])
         images += len(batch)
         if lr_at is not None:
             rate = lr_at(step)
@@ -156,7 +161,8 @@ def _check_finite(losses: dict, epoch: int, step: int) -> None:
 
 
 @torch.no_grad()
-def evaluate(model, model_kind: str, data: torch.Tensor, batch_size: int, speed=None) -> dict:
+def evaluate(model, model_kind: str, data: torch.Tensor, batch_size: int, speed=None,
+             labels=None) -> dict:
     """Mean test losses (eval mode: BN running statistics, no parameter updates), plus
     ``pixel_mse``: per-pixel reconstruction error, comparable across models and epochs where
     the VAE-GAN's own reconstruction loss (in the moving discriminator's features) is not."""
@@ -166,6 +172,8 @@ def evaluate(model, model_kind: str, data: torch.Tensor, batch_size: int, speed=
     count = 0
     for start in range(0, len(data), batch_size):
         batch = data[start:start + batch_size]
+        if labels is not None:
+            set_labels(model, labels[start:start + batch_size])
         out = model({"data": batch if speed is None else as_input(batch, speed)}, epoch=0)
         for k, v in _losses(out, keys).items():
             sums[k] += float(v) * len(batch)

@@ -8,10 +8,9 @@ discriminator layers keep the same numbering (``reconstruction_layer`` means the
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from pythae.models.base.base_utils import ModelOutput
 from pythae.models.nn import BaseDecoder, BaseDiscriminator, BaseEncoder
+from torch import nn
 
 PAPER_WIDTHS = (128, 256, 512, 1024)
 SMALL_WIDTHS = (16, 32, 64, 128)
@@ -114,9 +113,11 @@ def build_networks(arch: str, latent_dim: int, with_discriminator: bool):
     """(encoder, decoder, discriminator-or-None) for ``arch`` in {"paper", "small"}."""
     if arch == "paper":
         from pythae.models import VAEConfig
-        from pythae.models.nn.benchmarks.mnist import (Decoder_Conv_AE_MNIST,
-                                                       Discriminator_Conv_MNIST,
-                                                       Encoder_Conv_VAE_MNIST)
+        from pythae.models.nn.benchmarks.mnist import (
+            Decoder_Conv_AE_MNIST,
+            Discriminator_Conv_MNIST,
+            Encoder_Conv_VAE_MNIST,
+        )
         cfg = VAEConfig(input_dim=(1, 28, 28), latent_dim=latent_dim)
         disc = Discriminator_Conv_MNIST(cfg) if with_discriminator else None
         return Encoder_Conv_VAE_MNIST(cfg), Decoder_Conv_AE_MNIST(cfg), disc
@@ -124,19 +125,3 @@ def build_networks(arch: str, latent_dim: int, with_discriminator: bool):
         disc = ConvDiscriminator(SMALL_WIDTHS) if with_discriminator else None
         return ConvEncoder(latent_dim, SMALL_WIDTHS), ConvDecoder(latent_dim, SMALL_WIDTHS), disc
     raise ValueError(f"arch {arch!r} unknown; choose 'paper' or 'small'")
-
-
-def build_model(cfg):
-    """The pythae ``VAE`` or ``VAEGAN`` for a :class:`trainables.config.TrainConfig`."""
-    from pythae.models import VAE, VAEConfig, VAEGAN, VAEGANConfig
-
-    enc, dec, disc = build_networks(cfg.arch, cfg.latent_dim, cfg.model == "vaegan")
-    if cfg.model == "vae":
-        mc = VAEConfig(input_dim=(1, 28, 28), latent_dim=cfg.latent_dim, reconstruction_loss="mse")
-        return VAE(mc, encoder=enc, decoder=dec)
-    mc = VAEGANConfig(input_dim=(1, 28, 28), latent_dim=cfg.latent_dim,
-                      reconstruction_loss="mse",
-                      adversarial_loss_scale=cfg.adversarial_loss_scale,
-                      reconstruction_layer=cfg.reconstruction_layer,
-                      equilibrium=cfg.equilibrium, margin=cfg.margin)
-    return VAEGAN(mc, encoder=enc, decoder=dec, discriminator=disc)

@@ -1,5 +1,5 @@
 """Samples from the prior (the paper scores 1,000 and 5,000 of them), labelled samples
-guided by real images of each class, and a PNG grid to look at.
+guided by real images of each class or drawn from a class-conditional model, and PNG grids.
 
 One seeded draw of ``max(n_samples)`` images is saved; the 1K set is its first 1,000 images (a
 prefix of an i.i.d. sample is itself an i.i.d. sample), so 1K and 5K scores come from one
@@ -12,13 +12,42 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trainables.conditional import N_CLASSES, is_conditional, set_labels
+
 SAMPLES_FILE, GRID_FILE = "samples.npz", "samples_grid.png"
 LABELLED_FILE, CLASS_GRID_FILE = "labelled.npz", "labelled_grid.png"
 
 
 @torch.no_grad()
 def sample_prior(model, n: int, seed: int = 0, batch_size: int = 500) -> np.ndarray:
-    """``n`` images decoded from z ~ N(0, I), as uint8 (n, 28, 28)."""
+    """``n`` images decoded from z ~ N(0, I), as uint8 (n, 28, 28). A conditional model's
+    prior is its mixture over classes: each image's class is drawn as in
+    :func:`balanced_labels` (seeded), and then forgotten."""
+    if is_conditional(model):
+        return sample_conditional(model, balanced_labels(n, seed), seed, batch_size)[0]
+    return _decode(model, n, None, seed, batch_size)
+
+
+def balanced_labels(n: int, seed: int = 0, shuffle: bool = True) -> np.ndarray:
+    """``n`` labels, n / 10 of each class (to within one image): in a seeded
+    random order, or class by class with ``shuffle=False``."""
+    labels = (np.arange(n) * N_CLASSES // max(n, 1)).astype(np.uint8)
+    return np.random.default_rng(seed).permutation(labels) if shuffle else labels
+
+
+@torch.no_grad()
+def sample_conditional(model, labels: np.ndarray, seed: int = 0,
+                       batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """A conditional model's samples of the given classes: z ~ N(0, I), decoded with label
+    ``labels[i]``. Returns uint8 images and the labels (uint8)."""
+    if not is_conditional(model):
+        raise ValueError("the model is not class-conditional: draw labelled samples with "
+                         "reference-guided sampling instead (mode 'reference')")
+    labels = np.asarray(labels).astype(np.uint8)
+    return _decode(model, len(labels), labels, seed, batch_size), labels
+
+
+def _decode(model, n: int, labels, seed: int, batch_size: int) -> np.ndarray:
     model.eval()
     device = next(model.parameters()).device
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -26,7 +55,10 @@ def sample_prior(model, n: int, seed: int = 0, batch_size: int = 500) -> np.ndar
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
         z = torch.randn(m, model.latent_dim, generator=gen).to(device)
+        if labels is not None:
+            set_labels(model, torch.from_numpy(labels[start:start + m]).long().to(device))
         out.append(_to_uint8(model.decoder(z).reconstruction.reshape(m, 28, 28)))
+    set_labels(model, None)
     return np.concatenate(out) if out else np.zeros((0, 28, 28), np.uint8)
 
 
@@ -39,7 +71,8 @@ def sample_reference(model, images: np.ndarray, labels: np.ndarray, n: int, seed
                      batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
     """``n`` labelled samples "starting from a reference image instead of noise" (the paper,
     section 4): real training images of each class c (n / 10 of them, seeded, drawn without
-    replacement while they last), z ~ q(z|x) from the encoder, decoded; labelled c.
+    replacement while they last), z ~ q(z|x) from the encoder, decoded; labelled c. A
+    conditional model is told c in both its encoder and its decoder.
     Returns uint8 (n, 28, 28) images and uint8 labels, class by class."""
     model.eval()
     device = next(model.parameters()).device
@@ -55,11 +88,13 @@ def sample_reference(model, images: np.ndarray, labels: np.ndarray, n: int, seed
     for start in range(0, len(chosen), batch_size):
         idx = chosen[start:start + batch_size]
         x = torch.from_numpy(images[idx]).float().div_(255.0).unsqueeze(1).to(device)
+        set_labels(model, torch.from_numpy(labels[idx]).long().to(device))
         enc = model.encoder(x)
         std = torch.exp(0.5 * enc.log_covariance)
         eps = torch.randn(std.shape, generator=gen).to(device)
         z = enc.embedding + eps * std
         out.append(_to_uint8(model.decoder(z).reconstruction.reshape(len(idx), 28, 28)))
+    set_labels(model, None)
     return np.concatenate(out), labels[chosen].astype(np.uint8)
 
 

@@ -43,6 +43,9 @@ def build_parser() -> ArgumentParser:
                    help="VAE-GAN: discriminator layer (1-5, -1 = last) for the recon loss")
     p.add_argument("--equilibrium", type=float, default=0.68)
     p.add_argument("--margin", type=float, default=0.4)
+    p.add_argument("--conditional", action="store_true",
+                   help="class-conditional networks: the label enters encoder, decoder and "
+                        "discriminator, and samples of a chosen class can be drawn")
     p.add_argument("--subset", type=positive_int, help="stratified train subset (images)")
     p.add_argument("--test-subset", type=positive_int, help="stratified test subset (images)")
     p.add_argument("--train-images", type=positive_int,
@@ -72,7 +75,7 @@ def main(argv=None) -> int:
             batch_size=args.batch_size, lr=args.lr, latent_dim=args.latent_dim,
             adversarial_loss_scale=args.adversarial_loss_scale,
             reconstruction_layer=args.reconstruction_layer, equilibrium=args.equilibrium,
-            margin=args.margin, subset=args.subset, test_subset=args.test_subset,
+            margin=args.margin, conditional=args.conditional, subset=args.subset, test_subset=args.test_subset,
             train_images=args.train_images, report_images=args.report_images,
             lr_schedule=args.lr_schedule,
             seed=args.seed, n_samples=args.n_samples, data_dir=args.data_dir, device=args.device,

@@ -30,8 +30,8 @@ from trainables.config import TrainConfig
 from trainables.device import pick_device, ray_assignment
 from trainables.loop import (Diverged, batches_per_epoch, cosine_lr, evaluate, make_optimizers,
                              train_steps)
-from trainables.samples import (SAMPLES_FILE, load_samples, sample_prior, sample_reference,
-                                save_labelled, save_samples)
+from trainables.samples import (SAMPLES_FILE, balanced_labels, load_samples, sample_conditional,
+                                sample_prior, sample_reference, save_labelled, save_samples)
 from trainables.speed import Speed
 from trainables.speed import apply as apply_speed
 
@@ -59,11 +59,16 @@ def _seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _eval_losses(model, cfg, test_x, speed) -> dict:
+def _labels(labels: np.ndarray, cfg: TrainConfig, device):
+    # Only a conditional model is given the labels: an unconditional one never sees them.
+    return torch.from_numpy(labels.astype(np.int64)).to(device) if cfg.conditional else None
+
+
+def _eval_losses(model, cfg, test_x, speed, test_y=None) -> dict:
     # A fixed, forked RNG: test losses are comparable across rounds and do not shift training.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed + 1)
-        return evaluate(model, cfg.model, test_x, max(cfg.batch_size, 500), speed)
+        return evaluate(model, cfg.model, test_x, max(cfg.batch_size, 500), speed, test_y)
 
 
 def _apply_test_hooks(cfg: TrainConfig, model, round_: int) -> None:
@@ -101,7 +106,7 @@ def run_training(cfg: TrainConfig, reporter, scorer: Callable | None = None,
     ``scorer(samples, labelled) -> metrics`` judges the final prior samples, and the labelled
     samples ``(images, labels)`` when ``cfg.labelled_samples`` asks for them (else None)."""
     from trainables.datasets import load_dataset
-    from trainables.networks import build_model
+    from trainables.models import build_model
 
     device = pick_device(cfg.device)
     speed = Speed.for_device(device, compile=cfg.compile)
@@ -110,6 +115,8 @@ def run_training(cfg: TrainConfig, reporter, scorer: Callable | None = None,
                         test_subset=cfg.test_subset)
     train_x = _to_tensor(data.train.images, device)
     test_x = _to_tensor(data.test.images, device)
+    train_y, test_y = (_labels(data.train.labels, cfg, device),
+                       _labels(data.test.labels, cfg, device))
     model = apply_speed(build_model(cfg), speed, device)
     optimizers = make_optimizers(model, cfg.model, cfg.lr)
     rounds = round_steps(cfg, len(train_x))
@@ -141,7 +148,8 @@ def run_training(cfg: TrainConfig, reporter, scorer: Callable | None = None,
         try:
             train_losses, taken = train_steps(model, cfg.model, optimizers, train_x,
                                               cfg.batch_size, cfg.seed, step,
-                                              rounds[round_ - 1], speed, lr_at=lr_at)
+                                              rounds[round_ - 1], speed, lr_at=lr_at,
+                                              labels=train_y)
         except Diverged as exc:
             log.error("%s", exc)
             metrics = {"round": round_, "epoch": exc.epoch, "diverged": 1,
@@ -152,7 +160,7 @@ def run_training(cfg: TrainConfig, reporter, scorer: Callable | None = None,
         step += rounds[round_ - 1]
         images += taken
         train_time = time.perf_counter() - t0
-        test_losses = _eval_losses(model, cfg, test_x, speed)
+        test_losses = _eval_losses(model, cfg, test_x, speed, test_y)
         wall += time.perf_counter() - t0
         metrics = {"round": round_, "step": step, "images_seen": images,
                    "epoch": round(images / len(train_x), 3), "diverged": 0, "status": "training",
@@ -182,7 +190,11 @@ def _finish(cfg, model, optimizers, generator, reporter, history, wall, scorer,
     t0 = time.perf_counter()
     samples = sample_prior(model, n, seed=cfg.seed + 2)
     labelled = None
-    if cfg.labelled_samples:
+    if cfg.labelled_samples and cfg.conditional:
+        # a conditional model is asked for each class; any other is guided by real images
+        labelled = sample_conditional(model, balanced_labels(cfg.labelled_samples, cfg.seed + 4),
+                                      seed=cfg.seed + 4)
+    elif cfg.labelled_samples:
         labelled = sample_reference(model, data.train.images, data.train.labels,
                                     cfg.labelled_samples, seed=cfg.seed + 4)
     final = dict(history[-1]) if history else {}

@@ -1,0 +1,162 @@
+"""Class-conditional models (trainables.conditional): the label reaches every network, training
+and sampling hand it over, checkpoints keep it, and a briefly trained conditional VAE draws
+the class it is asked for."""
+import numpy as np
+import pytest
+import torch
+
+from trainables.conditional import LabelsMissing, set_labels
+from trainables.config import ConfigError, TrainConfig
+from trainables.models import build_model
+
+TINY = dict(arch="small", subset=600, test_subset=300, batch_size=100, n_samples=(64,))
+
+
+@pytest.mark.parametrize("model", ["vae", "vaegan"])
+def test_the_label_reaches_encoder_decoder_and_discriminator(model):
+    net = build_model(TrainConfig(model=model, conditional=True, **TINY)).eval()
+    x, z = torch.rand(4, 1, 28, 28), torch.randn(4, net.latent_dim)
+    outputs = {}
+    for c in (3, 5):
+        set_labels(net, torch.full((4,), c))
+        outputs[c] = (net.encoder(x).embedding, net.decoder(z).reconstruction,
+                      net.discriminator(x).embedding if model == "vaegan" else None)
+    for a, b in zip(outputs[3], outputs[5]):
+        if a is not None:
+            assert not torch.allclose(a, b)  # the same input, another class: another output
+    set_labels(net, None)
+    with pytest.raises(LabelsMissing, match="batch of 4 without its labels"):
+        net.decoder(z)
+    set_labels(net, torch.zeros(3))
+    with pytest.raises(LabelsMissing, match="3 set"):
+        net.decoder(z)
+
+
+def test_discriminator_features_do_not_need_the_label():
+    net = build_model(TrainConfig(model="vaegan", conditional=True, **TINY))
+    set_labels(net, None)
+    out = net.discriminator(torch.rand(2, 1, 28, 28), output_layer_levels=[3])
+    assert "embedding" not in out and out["embedding_layer_3"].shape[0] == 2
+    set_labels(net, torch.tensor([1, 2]))
+    last = net.discriminator(torch.rand(2, 1, 28, 28), output_layer_levels=[-1])
+    assert last["embedding"].shape == (2, 1) and torch.all((last["embedding"] > 0)
+                                                           & (last["embedding"] < 1))
+
+
+def test_unconditional_models_are_unchanged_and_config_checks_the_flag():
+    plain = build_model(TrainConfig(model="vaegan", **TINY))
+    assert plain.condition is None and plain.decoder.layers[0].in_features == plain.latent_dim
+    cond = build_model(TrainConfig(model="vaegan", conditional=True, **TINY))
+    assert cond.decoder.layers[0].in_features == cond.latent_dim + 10
+    assert TrainConfig.from_dict({"conditional": np.bool_(True)}).conditional is True
+    with pytest.raises(ConfigError, match="conditional='yes'"):
+        TrainConfig.from_dict({"conditional": "yes"})
+
+
+@pytest.mark.parametrize("model", ["vae", "vaegan"])
+def test_conditional_training_checkpoints_and_draws_labelled_samples(tmp_path, model):
+    from trainables.checkpoint import load_generator
+    from trainables.samples import balanced_labels, sample_conditional
+    from trainables.trainable import LocalReporter, run_training
+
+    cfg = TrainConfig(model=model, conditional=True, epochs=1, labelled_samples=100, **TINY)
+    result = run_training(cfg, LocalReporter(tmp_path))
+    assert result.status == "finished" and result.samples.shape == (64, 28, 28)
+    data = np.load(result.final_dir / "labelled.npz")
+    assert np.bincount(data["labels"]).tolist() == [10] * 10
+    generator, saved_cfg, _ = load_generator(result.final_dir)
+    assert saved_cfg.conditional and generator.condition is not None
+    labels = balanced_labels(100, seed=cfg.seed + 4)
+    images, _ = sample_conditional(generator, labels, seed=cfg.seed + 4)
+    assert np.array_equal(images, data["images"])  # the saved set is the model's own draw
+
+
+def test_sampling_a_class_from_an_unconditional_model_is_refused():
+    from trainables.samples import sample_conditional
+
+    with pytest.raises(ValueError, match="not class-conditional"):
+        sample_conditional(build_model(TrainConfig(model="vae", **TINY)), np.zeros(4))
+
+
+def test_balanced_labels():
+    from trainables.samples import balanced_labels
+
+    ordered = balanced_labels(25, shuffle=False)
+    assert np.all(np.diff(ordered.astype(int)) >= 0) and set(np.bincount(ordered)) == {2, 3}
+    shuffled = balanced_labels(25, seed=1)
+    assert sorted(shuffled) == sorted(ordered) and not np.array_equal(shuffled, ordered)
+
+
+def test_a_briefly_trained_conditional_vae_draws_the_class_it_is_asked_for(tmp_path):
+    """Asked for class c, it draws a c: a classifier trained on its labelled samples reads
+    real test digits (a decoder that ignored the label would give about 0.1)."""
+    from scorers import utility
+    from trainables.datasets import load_dataset
+    from trainables.trainable import LocalReporter, run_training
+
+    cfg = TrainConfig(model="vae", arch="small", subset=3000, test_subset=200, batch_size=64,
+                      lr=2e-3, train_images=30_000, n_samples=(100,), labelled_samples=500,
+                      conditional=True)
+    result = run_training(cfg, LocalReporter(tmp_path))
+    data = np.load(result.final_dir / "labelled.npz")
+    mnist = load_dataset("mnist")
+    cas = utility.classification_accuracy_score(data["images"], data["labels"],
+                                                mnist.test.images[:2000],
+                                                mnist.test.labels[:2000])
+    assert cas > 0.6
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """A conditional and an unconditional tiny VAE's final checkpoints."""
+    from trainables.trainable import LocalReporter, run_training
+
+    root = tmp_path_factory.mktemp("ckpts")
+    return {cond: run_training(TrainConfig(model="vae", conditional=cond, epochs=1, **TINY),
+                               LocalReporter(root / str(cond))).final_dir
+            for cond in (True, False)}
+
+
+def test_export_of_a_conditional_model_is_labelled_class_by_class(tmp_path, checkpoints,
+                                                                  monkeypatch):
+    import json
+
+    from sweeps import synthesize
+    from trainables import samples
+
+    out = tmp_path / "synth.npz"
+    assert synthesize.main(["--checkpoint", str(checkpoints[True]), "--n", "200",
+                            "--no-score", "--out", str(out)]) == 0
+    with np.load(out, allow_pickle=False) as data:
+        images, labels = data["images"], data["labels"]
+    assert images.shape == (200, 28, 28) and labels.dtype == np.uint8
+    assert np.array_equal(labels, np.repeat(np.arange(10), 20))  # class by class
+    sheet = json.loads(out.with_suffix(".json").read_text())
+    assert sheet["mode"] == "conditional" and sheet["conditional"] is True  # its default
+    assert sheet["classes"] == [20] * 10 and out.with_suffix(".png").is_file()
+    # a failure while writing leaves the good export as it was
+    before = {p: p.read_bytes() for p in (out, out.with_suffix(".png"), out.with_suffix(".json"))}
+
+    def broken(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(samples, "save_png", broken)
+    with pytest.raises(SystemExit) as exc:
+        synthesize.main(["--checkpoint", str(checkpoints[True]), "--n", "100", "--seed", "1",
+                         "--no-score", "--out", str(out)])
+    assert exc.value.code == 1
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in before)
+
+
+def test_export_refuses_conditional_mode_for_an_unconditional_model(tmp_path, checkpoints,
+                                                                   capsys):
+    from sweeps import synthesize
+
+    with pytest.raises(SystemExit) as exc:
+        synthesize.main(["--checkpoint", str(checkpoints[False]), "--mode", "conditional",
+                         "--no-score", "--out", str(tmp_path / "x.npz")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1
+    assert "needs a model trained with --conditional" in err[0]
+    assert not list(tmp_path.iterdir())
