@@ -45,6 +45,15 @@ def test_plan_resolves_the_preset_from_the_cluster(tmp_path):
     assert cpu.objective == ("ts_5k_mean",) and cpu.ns == (1000, 5000)
     assert cpu.trial_constants["train_images"] == PRESETS["quick"].train_images
     assert cpu.scorer_specs["inception"].subset == 18_000
+    # a VAE-GAN step costs about three VAE steps: the quick VAE-GAN has its own budget
+    vaegan = plan_for(tmp_path, space="vaegan")
+    budget = PRESETS["quick"].model_budgets["vaegan"]
+    assert vaegan.trial_constants["train_images"] == budget["train_images"] < \
+        cpu.trial_constants["train_images"]
+    assert vaegan.preset.batch_sizes == budget["batch_sizes"] == (32, 64)
+    assert vaegan.paper_point["batch_size"] == 64  # the paper's 256, clipped to the preset
+    assert plan_for(tmp_path, space="vaegan", train_images=5000).trial_constants[
+        "train_images"] == 5000  # the request's budget still wins
     gpu = plan_for(tmp_path, GPU1, space="vaegan", dataset="fashion-mnist")
     assert gpu.preset.name == "paper" and gpu.trial_gpus == 1.0 and gpu.scheduler == "none"
     assert gpu.paper_point == paper_point("vaegan", "fashion-mnist", PRESETS["paper"])
@@ -102,7 +111,8 @@ def test_searcher_asks_the_paper_point_first_from_a_persistent_study(tmp_path):
     searcher.set_search_properties(None, None, search_space(plan))
     first = searcher.suggest("t1")
     assert first == plan.paper_point
-    assert first["lr"] == 1e-4 and first["batch_size"] == 256  # the paper's VAE-GAN, MNIST
+    # the paper's VAE-GAN on MNIST, its batch of 256 clipped to the quick VAE-GAN's largest
+    assert first["lr"] == 1e-4 and first["batch_size"] == 64
     study = optuna.load_study(study_name=plan.study_name, storage=plan.optuna_url)
     assert len(study.trials) == 1
     assert plan.optuna_url == f"sqlite:///{tmp_path / 's' / 'optuna.db'}"
