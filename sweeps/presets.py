@@ -118,7 +118,9 @@ QUICK = Preset(
     # Fashion-MNIST's are scaled from the recipes (24,000 Inception images for 18,000, 6 ViT
     # epochs for 3).
     images_per_s_cpu={"vae": 1300.0, "vaegan": 350.0},
-    score_seconds=35.0, scorer_minutes_cpu={"default": 11.0, "fashion-mnist": 17.0})
+    # Scoring a trial (1K and 5K, every score, CAS, memorisation) takes about a minute
+    # while the other trial trains (the 96,000-image VAE-GAN sweep of 2026-12-02).
+    score_seconds=60.0, scorer_minutes_cpu={"default": 11.0, "fashion-mnist": 17.0})
 
 # Scores 200 / 500 samples, not 1K / 5K: on a CPU, Inception features for 5,000 images and
 # the 2048-d FID / KID cost minutes, and smoke sweeps exist to exercise the plumbing.
