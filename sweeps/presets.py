@@ -10,9 +10,23 @@ tiny data, scored on 200 / 500 samples, for tests.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from scorers.spec import TrainSpec
+from trainables.config import MODELS
+
+
+@dataclass(frozen=True)
+class ModelBudget:
+    """A model's own training budget in a preset (None: the preset's setting)."""
+
+    train_images: int | None = None
+    report_images: int | None = None
+    batch_sizes: tuple[int, ...] | None = None
+
+    def changes(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -48,9 +62,8 @@ class Preset:
     score_seconds: float = 30.0
     scorer_minutes_cpu: dict = field(default_factory=lambda: {"default": 1.0})
     scorer_minutes_gpu: dict = field(default_factory=lambda: {"default": 1.0})
-    # Per model, settings that replace the ones above (train_images, report_images,
-    # batch_sizes): a VAE-GAN step costs about 3 VAE steps, so on a CPU it gets a smaller
-    # image budget of smaller batches (still enough optimizer steps to learn).
+    # Per model (trainables.config.MODELS), a ModelBudget replacing the preset's budget for
+    # that model's sweeps.
     model_budgets: dict = field(default_factory=dict)
 
     def scorer_minutes(self, dataset: str, gpu: bool) -> float:
@@ -61,19 +74,14 @@ class Preset:
         if (self.epochs is None) == (self.train_images is None):
             raise ValueError(f"preset {self.name}: give either an epoch range or train_images")
         for model, budget in self.model_budgets.items():
-            unknown = set(budget) - {"train_images", "report_images", "batch_sizes"}
-            if unknown:
-                raise ValueError(f"preset {self.name}: {model} budget has unknown keys "
-                                 f"{sorted(unknown)}")
+            if model not in MODELS or not isinstance(budget, ModelBudget):
+                raise ValueError(f"preset {self.name}: model_budgets[{model!r}] must be a "
+                                 f"ModelBudget for one of {', '.join(MODELS)}")
 
     def for_model(self, model: str) -> "Preset":
         """This preset with ``model``'s budget applied (the one a sweep of it runs)."""
-        import dataclasses
-
-        budget = dict(self.model_budgets.get(model, {}))
-        if "batch_sizes" in budget:
-            budget["batch_sizes"] = tuple(budget["batch_sizes"])
-        return dataclasses.replace(self, **budget, model_budgets={})
+        budget = self.model_budgets.get(model, ModelBudget())
+        return dataclasses.replace(self, **budget.changes(), model_budgets={})
 
     def scorer_spec(self, dataset: str, kind: str) -> TrainSpec:
         """The store's spec of this preset's ``kind`` scorer for ``dataset``."""
@@ -98,11 +106,13 @@ QUICK = Preset(
     train_images=192_000, report_images=24_000, lr_range=(3e-4, 5e-3),
     batch_sizes=(32, 64, 128, 256), latent_dims=(8, 16, 32), scheduler="asha",
     cpus_per_trial=0.5, gpus_per_trial=0.25,
-    # 96,000 images in batches of 32 or 64: 1,500-3,000 steps. Measured (docs/results-cpu.md):
-    # the best VAE-GAN configuration of the 192,000-image sweep scores TS 6.6 at 1K after
-    # 64,000 images, 6.9 after 96,000 and 7.3 (5K) after 192,000, in half the time.
-    model_budgets={"vaegan": dict(train_images=96_000, report_images=24_000,
-                                  batch_sizes=(32, 64))},
+    # A VAE-GAN step costs about three VAE steps (two extra discriminator passes), so on a
+    # 2-core CPU it trains 96,000 images in batches of 32 or 64: 1,500-3,000 steps, still
+    # enough to learn. Measured (docs/results-cpu.md): the best VAE-GAN configuration of the
+    # 192,000-image sweep scores TS 6.6 at 1K after 64,000 images, 6.9 after 96,000 and 7.3
+    # (at 5K) after 192,000. (On GPUs, a sweep without --preset uses ``paper``.)
+    model_budgets={"vaegan": ModelBudget(train_images=96_000, report_images=24_000,
+                                         batch_sizes=(32, 64))},
     scorers={
         # warm-up + cosine decay to 0 reaches in one pass what a constant rate needs
         # several for (97.9% against 96.0% on MNIST for 12,000 images, docs/scorers.md)

@@ -116,9 +116,6 @@ def generate(model, cfg, mode: str, n: int, seed: int, data_dir):
     if mode == "prior":
         return sample_prior(model, n, seed=seed), None
     if mode == "conditional":
-        if not cfg.conditional:
-            raise ValueError("--mode conditional needs a model trained with --conditional; "
-                             "this one was not: use --mode reference for labelled samples")
         return sample_conditional(model, balanced_labels(n, seed, shuffle=False), seed)
     data = load_dataset(cfg.dataset, data_dir or cfg.data_dir, subset=cfg.subset, seed=cfg.seed)
     return sample_reference(model, data.train.images, data.train.labels, n, seed)
@@ -220,6 +217,9 @@ def main(argv=None) -> int:
             folder = Path(args.checkpoint)
         model, cfg, _ = load_generator(folder)
         mode = args.mode or ("conditional" if cfg.conditional else "reference")
+        if mode == "conditional" and not cfg.conditional:
+            raise ValueError(f"--mode conditional needs a model trained with --conditional; "
+                             f"{folder} was not: use --mode reference for labelled samples")
         scorer_dirs = None if args.no_score else default_scorers(cfg.dataset, args.scorers, saved)
         log.info("writing %d %s samples of %s (%s) to %s", args.n, mode, cfg.model,
                  folder, out)
@@ -227,7 +227,8 @@ def main(argv=None) -> int:
         sheet = {"model": cfg.model, "dataset": cfg.dataset, "config": cfg.to_dict(),
                  "checkpoint": str(folder.resolve()),
                  "checkpoint_sha256": file_sha256(folder / "model.safetensors"),
-                 "mode": mode, "conditional": cfg.conditional, "seed": args.seed, "n": int(len(images)),
+                 "mode": mode, "conditional": cfg.conditional, "seed": args.seed,
+                 "n": int(len(images)),
                  "classes": (np.bincount(labels, minlength=10).tolist()
                              if labels is not None else None),
                  "order": "class by class" if labels is not None else "as drawn"}

@@ -49,8 +49,12 @@ def test_unconditional_models_are_unchanged_and_config_checks_the_flag():
     cond = build_model(TrainConfig(model="vaegan", conditional=True, **TINY))
     assert cond.decoder.layers[0].in_features == cond.latent_dim + 10
     assert TrainConfig.from_dict({"conditional": np.bool_(True)}).conditional is True
-    with pytest.raises(ConfigError, match="conditional='yes'"):
-        TrainConfig.from_dict({"conditional": "yes"})
+    for bad in ("yes", 0.5, 2):
+        with pytest.raises(ConfigError, match="conditional="):
+            TrainConfig.from_dict({"conditional": bad})
+    assert TrainConfig.from_dict({"conditional": np.int64(0)}).conditional is False
+    with pytest.raises(ConfigError, match="reconstruction_layer=5"):
+        TrainConfig(model="vaegan", conditional=True, reconstruction_layer=5)
 
 
 @pytest.mark.parametrize("model", ["vae", "vaegan"])
@@ -67,8 +71,10 @@ def test_conditional_training_checkpoints_and_draws_labelled_samples(tmp_path, m
     generator, saved_cfg, _ = load_generator(result.final_dir)
     assert saved_cfg.conditional and generator.condition is not None
     labels = balanced_labels(100, seed=cfg.seed + 4)
-    images, _ = sample_conditional(generator, labels, seed=cfg.seed + 4)
-    assert np.array_equal(images, data["images"])  # the saved set is the model's own draw
+    images, drawn = sample_conditional(generator, labels, seed=cfg.seed + 4)
+    # the saved set is the model's own draw, each image beside the class it was asked for
+    assert np.array_equal(images, data["images"]) and np.array_equal(drawn, data["labels"])
+    assert generator.condition.labels is None  # cleared after use: never fed to a later call
 
 
 def test_sampling_a_class_from_an_unconditional_model_is_refused():
@@ -88,22 +94,25 @@ def test_balanced_labels():
 
 
 def test_a_briefly_trained_conditional_vae_draws_the_class_it_is_asked_for(tmp_path):
-    """Asked for class c, it draws a c: a classifier trained on its labelled samples reads
-    real test digits (a decoder that ignored the label would give about 0.1)."""
+    """Asked for class c from pure noise (no reference image), it draws a c: a classifier
+    trained on those samples reads real test digits (a decoder that ignored the label would
+    give about 0.1)."""
     from scorers import utility
+    from trainables.checkpoint import load_generator
     from trainables.datasets import load_dataset
+    from trainables.samples import balanced_labels, sample_conditional
     from trainables.trainable import LocalReporter, run_training
 
     cfg = TrainConfig(model="vae", arch="small", subset=3000, test_subset=200, batch_size=64,
-                      lr=2e-3, train_images=30_000, n_samples=(100,), labelled_samples=500,
-                      conditional=True)
-    result = run_training(cfg, LocalReporter(tmp_path))
-    data = np.load(result.final_dir / "labelled.npz")
+                      lr=2e-3, train_images=30_000, n_samples=(100,), conditional=True)
+    generator, _, _ = load_generator(run_training(cfg, LocalReporter(tmp_path)).final_dir)
+    images, labels = sample_conditional(generator, balanced_labels(500, seed=5), seed=5)
     mnist = load_dataset("mnist")
-    cas = utility.classification_accuracy_score(data["images"], data["labels"],
-                                                mnist.test.images[:2000],
-                                                mnist.test.labels[:2000])
-    assert cas > 0.6
+    test_x, test_y = mnist.test.images[:2000], mnist.test.labels[:2000]
+    cas = utility.classification_accuracy_score(images, labels, test_x, test_y)
+    shuffled = utility.classification_accuracy_score(
+        images, np.random.default_rng(0).permutation(labels), test_x, test_y)
+    assert cas > 0.6 and shuffled < 0.3
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +165,18 @@ def test_export_refuses_conditional_mode_for_an_unconditional_model(tmp_path, ch
     with pytest.raises(SystemExit) as exc:
         synthesize.main(["--checkpoint", str(checkpoints[False]), "--mode", "conditional",
                          "--no-score", "--out", str(tmp_path / "x.npz")])
-    err = capsys.readouterr().err.strip().splitlines()
+    err = [l for l in capsys.readouterr().err.splitlines() if "error" in l.lower()]
     assert exc.value.code == 2 and len(err) == 1
     assert "needs a model trained with --conditional" in err[0]
     assert not list(tmp_path.iterdir())
+
+
+def test_resuming_a_conditional_run_without_the_flag_names_it(tmp_path):
+    from trainables.checkpoint import CheckpointError
+    from trainables.trainable import LocalReporter, run_training
+
+    run_training(TrainConfig(model="vae", conditional=True, epochs=1, **TINY),
+                 LocalReporter(tmp_path))
+    again = TrainConfig(model="vae", epochs=2, **TINY)
+    with pytest.raises(CheckpointError, match="conditional=True there, False here"):
+        run_training(again, LocalReporter(tmp_path, resume=True))

@@ -48,12 +48,18 @@ def test_plan_resolves_the_preset_from_the_cluster(tmp_path):
     # a VAE-GAN step costs about three VAE steps: the quick VAE-GAN has its own budget
     vaegan = plan_for(tmp_path, space="vaegan")
     budget = PRESETS["quick"].model_budgets["vaegan"]
-    assert vaegan.trial_constants["train_images"] == budget["train_images"] < \
+    assert vaegan.trial_constants["train_images"] == budget.train_images < \
         cpu.trial_constants["train_images"]
-    assert vaegan.preset.batch_sizes == budget["batch_sizes"] == (32, 64)
+    assert vaegan.preset.batch_sizes == budget.batch_sizes == (32, 64)
     assert vaegan.paper_point["batch_size"] == 64  # the paper's 256, clipped to the preset
     assert plan_for(tmp_path, space="vaegan", train_images=5000).trial_constants[
         "train_images"] == 5000  # the request's budget still wins
+    import dataclasses
+
+    from sweeps.presets import ModelBudget
+
+    with pytest.raises(ValueError, match=r"model_budgets\['vae-gan'\]"):
+        dataclasses.replace(PRESETS["quick"], model_budgets={"vae-gan": ModelBudget()})
     gpu = plan_for(tmp_path, GPU1, space="vaegan", dataset="fashion-mnist")
     assert gpu.preset.name == "paper" and gpu.trial_gpus == 1.0 and gpu.scheduler == "none"
     assert gpu.paper_point == paper_point("vaegan", "fashion-mnist", PRESETS["paper"])

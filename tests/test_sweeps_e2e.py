@@ -38,8 +38,10 @@ def test_smoke_sweep_logs_everything(tmp_path, mlflow_server):
     # Relative paths, as the README's Quick start gives them: trials run in their own folders.
     env = {**os.environ, **{k: os.path.relpath(os.environ[k], REPO)
                             for k in ("GENSWEEP_DATA_DIR", "GENSWEEP_CACHE_DIR")}}
+    # --conditional search: the search chooses conditional networks per trial (through
+    # Optuna and Ray into TrainConfig); the paper point stays unconditional
     r = _sweep("--space", "vaegan", "--preset", "smoke", "--mlflow-uri", mlflow_server,
-               "--storage", str(storage), "--seed", "1", env=env)
+               "--storage", str(storage), "--seed", "1", "--conditional", "search", env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     assert "paper" in r.stdout and "best configuration" in r.stdout
     assert "mlflow ui" in r.stdout or mlflow_server in r.stdout
@@ -55,11 +57,12 @@ def test_smoke_sweep_logs_everything(tmp_path, mlflow_server):
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.info.status == "FINISHED"
         for p in ("lr", "latent_dim", "batch_size", "adversarial_loss_scale",
-                  "reconstruction_layer"):
+                  "reconstruction_layer", "conditional"):
             assert p in run.data.params
         # the smoke preset scores 200 and 500 samples (1K / 5K in the real presets)
         for m in ("is_200_mean", "is_500_mean", "ts_200_mean", "ts_500_mean", "is_500_std",
-                  "fid_inception_500", "kid_vit_500_mean", "nn1_inception_500_acc"):
+                  "fid_inception_500", "kid_vit_500_mean", "nn1_inception_500_acc",
+                  "cas_500"):
             assert m in run.data.metrics, m
         assert 1.0 <= run.data.metrics["ts_500_mean"] <= 10.0
         assert len(client.get_metric_history(run.info.run_id, "train_loss")) >= 1
@@ -69,7 +72,14 @@ def test_smoke_sweep_logs_everything(tmp_path, mlflow_server):
         assert "checkpoint/model.safetensors" in ckpt
     # the paper's configuration ran as one of the trials
     assert any(float(r.data.params["lr"]) == 1e-4 and r.data.params["latent_dim"] == "16"
-               for r in children)
+               and r.data.params["conditional"] == "False" for r in children)
+    # what the search chose is what each trial trained: its final checkpoint's config
+    for run in children:
+        trial = storage / "tune" / f"trial_{run.data.tags['gensweep.trial_id']}"
+        finals = [json.loads(p.read_text()) for p in trial.glob("checkpoint_*/state.json")]
+        finals = [s for s in finals if s.get("stage") == "final"]
+        assert len(finals) == 1, trial
+        assert str(finals[0]["config"]["conditional"]) == run.data.params["conditional"]
 
     import optuna
     state = json.loads((storage / "sweep.json").read_text())

@@ -49,9 +49,11 @@ def test_two_sweeps_share_one_cache_and_one_tracking_server(tmp_path):
     for kind in ("inception", "vit"):
         built = [n for n, e in errs.items() if f"fine-tuning {kind} scorer" in e]
         assert len(built) == 1, (kind, built)  # the other sweep waited and reused it
-        folders = [p for p in (cache / "scorers" / "mnist" / kind).iterdir()
-                   if not p.name.startswith(".")]
-        assert len(folders) == 1, folders  # no second copy, no half-built folder left
+        entries = list((cache / "scorers" / "mnist" / kind).iterdir())
+        folders = [p for p in entries if not p.name.startswith(".")]
+        assert len(folders) == 1, entries  # no second copy
+        # nothing half-built or replaced left behind: only the build locks
+        assert all(p.name.endswith(".lock") for p in entries if p.name.startswith(".")), entries
         assert {Path(s["scorers"][kind]).resolve() for s in states.values()} == {
             folders[0].resolve()}
 

@@ -106,13 +106,27 @@ def is_complete(folder) -> bool:
     return all((folder / f).is_file() for f in (MODEL_FILE, OPTIM_FILE, STATE_FILE))
 
 
-def load_checkpoint(folder, model, optimizers: dict, generator: torch.Generator) -> dict:
-    """Restore model, optimizers and RNGs from ``folder``; returns the saved ``state`` dict."""
+SHAPE_KEYS = ("model", "arch", "latent_dim", "conditional")  # what the weights' shapes follow
+
+
+def load_checkpoint(folder, model, optimizers: dict, generator: torch.Generator,
+                    config: dict | None = None) -> dict:
+    """Restore model, optimizers and RNGs from ``folder``; returns the saved ``state`` dict.
+    ``config`` (the resuming run's): a checkpoint of another architecture is refused by name,
+    e.g. a conditional run resumed without ``--conditional``."""
     folder = Path(folder)
     if not is_complete(folder):
         raise CheckpointError(f"{folder} is not a complete checkpoint (needs {MODEL_FILE}, "
                               f"{OPTIM_FILE}, {STATE_FILE})")
     state = json.loads((folder / STATE_FILE).read_text())
+    saved = state.get("config") or {}
+    differ = [f"{k}={saved.get(k, False if k == 'conditional' else None)!r} there, "
+              f"{config[k]!r} here" for k in SHAPE_KEYS
+              if config is not None and k in config
+              and saved.get(k, False if k == "conditional" else None) != config[k]]
+    if differ:
+        raise CheckpointError(f"{folder} was written by another model ({'; '.join(differ)}); "
+                              f"resume with the settings that started the run")
     try:
         model.load_state_dict(load_file(folder / MODEL_FILE))
     except RuntimeError as exc:

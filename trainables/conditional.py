@@ -8,9 +8,9 @@ The label enters all three networks:
   need not spend latent dimensions on the class (a conditional VAE, Sohn et al. 2015);
 * the VAE-GAN's discriminator is a projection discriminator (Miyato & Koyama 2018): its
   logit is ``w . f(x) + embed(y) . f(x) + b`` on its last features, so it judges whether an
-  image looks like *its* class, not only like a digit. Its intermediate layers (the ones
-  ``reconstruction_layer`` picks) do not see the label, so the VAE-GAN's feature-space
-  reconstruction loss means what it means unconditionally.
+  image looks like *its* class, not only like a digit. Its layers 1-4 (the ones
+  ``reconstruction_layer`` may pick in a conditional VAE-GAN; layer 5 is refused) do not see
+  the label, so the feature-space reconstruction loss means what it means unconditionally.
 
 pythae's ``VAE`` and ``VAEGAN`` call ``encoder(x)``, ``decoder(z)`` and ``discriminator(x)``
 with no room for a label. One :class:`ClassCondition` shared by the three networks carries
@@ -21,6 +21,8 @@ network called without labels, or with labels of another size, raises :class:`La
 instead of guessing.
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 from torch import nn
@@ -66,6 +68,18 @@ def is_conditional(model) -> bool:
     return getattr(model, "condition", None) is not None
 
 
+def clears_labels(fn):
+    """Decorate ``fn(model, ...)`` so the model's labels are cleared when it returns or
+    raises: labels set for one call never feed a later one of the same batch size."""
+    @functools.wraps(fn)
+    def wrapper(model, *args, **kwargs):
+        try:
+            return fn(model, *args, **kwargs)
+        finally:
+            set_labels(model, None)
+    return wrapper
+
+
 class ConditionalEncoder(ConvEncoder):
     def __init__(self, latent_dim: int, widths, condition: ClassCondition):
         super().__init__(latent_dim, widths)
@@ -108,11 +122,9 @@ class ConditionalDiscriminator(ConvDiscriminator):
         inner = sorted({lv for lv in (levels or []) if lv not in (-1, self.depth)})
         output = super().forward(x, [*inner, self.depth - 1])
         features = output[f"embedding_layer_{self.depth - 1}"].reshape(x.shape[0], -1)
-        if self.depth - 1 not in inner:
-            del output[f"embedding_layer_{self.depth - 1}"]
-        linear = self.layers[-1][0]
-        y = self.condition.onehot(len(x), x.device).argmax(1)
-        logit = linear(features) + (self.projection(y) * features).sum(1, keepdim=True)
+        self.condition.onehot(len(x), x.device)  # LabelsMissing unless the batch's are set
+        y = self.condition.labels.to(x.device)
+        logit = self.layers[-1][0](features) + (self.projection(y) * features).sum(1, keepdim=True)
         score = torch.sigmoid(logit)
         if levels and (self.depth in levels or -1 in levels):
             output[f"embedding_layer_{self.depth}"] = score

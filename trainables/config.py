@@ -57,8 +57,9 @@ class TrainConfig:
     lr_schedule: str = "constant"
     seed: int = 0
     n_samples: tuple[int, ...] = (1000, 5000)
-    # Also draw this many labelled samples at the end, guided by real training images of each
-    # class (trainables.samples.sample_reference), for train-on-synthetic accuracy.
+    # Also draw this many labelled samples at the end, for train-on-synthetic accuracy: by
+    # class from a conditional model (sample_conditional), else guided by real training
+    # images of each class (trainables.samples.sample_reference).
     labelled_samples: int | None = None
     data_dir: str | None = None
     device: str = "auto"
@@ -107,6 +108,10 @@ class TrainConfig:
                 bad(name, "must be a positive number of images (or omitted)")
         if not isinstance(self.conditional, bool):
             bad("conditional", "must be true or false")
+        if self.conditional and self.model == "vaegan" and self.reconstruction_layer in (5, -1):
+            # the conditional discriminator's last layer sees the label; its inner ones do not
+            bad("reconstruction_layer", "must be 1..4 for a conditional VAE-GAN (layer 5 is "
+                                        "the label-aware output)")
         if not self.n_samples or min(self.n_samples) < 0:
             bad("n_samples", "must be non-negative sample counts, e.g. (1000, 5000)")
 
@@ -139,8 +144,12 @@ class TrainConfig:
 
 
 def _flag(value):
-    """A search space's numpy bool (or 0 / 1) as a plain bool; anything else is left for the
-    check to name."""
-    if isinstance(value, bool) or type(value).__name__ == "bool_" or value in (0, 1):
+    """A search space's numpy bool (or an integer 0 / 1) as a plain bool; anything else is
+    left for the check to name."""
+    import numpy as np
+
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
         return bool(value)
     return value

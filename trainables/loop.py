@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from trainables.conditional import set_labels
+from trainables.conditional import clears_labels, set_labels
 from trainables.speed import as_input
 
 VAE_KEYS = ("loss", "recon_loss", "reg_loss")
@@ -90,6 +90,7 @@ def epoch_order(n_images: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n_images, generator=gen)
 
 
+@clears_labels
 def train_steps(model, model_kind: str, optimizers: dict, data: torch.Tensor, batch_size: int,
                 seed: int, first_step: int, n_steps: int, speed=None,
                 order=None, lr_at=None, labels=None) -> tuple[dict, int]:
@@ -161,6 +162,7 @@ def _check_finite(losses: dict, epoch: int, step: int) -> None:
 
 
 @torch.no_grad()
+@clears_labels
 def evaluate(model, model_kind: str, data: torch.Tensor, batch_size: int, speed=None,
              labels=None) -> dict:
     """Mean test losses (eval mode: BN running statistics, no parameter updates), plus

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.conditional import N_CLASSES, is_conditional, set_labels
+from trainables.conditional import N_CLASSES, clears_labels, is_conditional, set_labels
 
 SAMPLES_FILE, GRID_FILE = "samples.npz", "samples_grid.png"
 LABELLED_FILE, CLASS_GRID_FILE = "labelled.npz", "labelled_grid.png"
@@ -47,6 +47,7 @@ def sample_conditional(model, labels: np.ndarray, seed: int = 0,
     return _decode(model, len(labels), labels, seed, batch_size), labels
 
 
+@clears_labels
 def _decode(model, n: int, labels, seed: int, batch_size: int) -> np.ndarray:
     model.eval()
     device = next(model.parameters()).device
@@ -58,7 +59,6 @@ def _decode(model, n: int, labels, seed: int, batch_size: int) -> np.ndarray:
         if labels is not None:
             set_labels(model, torch.from_numpy(labels[start:start + m]).long().to(device))
         out.append(_to_uint8(model.decoder(z).reconstruction.reshape(m, 28, 28)))
-    set_labels(model, None)
     return np.concatenate(out) if out else np.zeros((0, 28, 28), np.uint8)
 
 
@@ -67,6 +67,7 @@ def _to_uint8(x) -> np.ndarray:
 
 
 @torch.no_grad()
+@clears_labels
 def sample_reference(model, images: np.ndarray, labels: np.ndarray, n: int, seed: int = 0,
                      batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
     """``n`` labelled samples "starting from a reference image instead of noise" (the paper,
@@ -94,7 +95,6 @@ def sample_reference(model, images: np.ndarray, labels: np.ndarray, n: int, seed
         eps = torch.randn(std.shape, generator=gen).to(device)
         z = enc.embedding + eps * std
         out.append(_to_uint8(model.decoder(z).reconstruction.reshape(len(idx), 28, 28)))
-    set_labels(model, None)
     return np.concatenate(out), labels[chosen].astype(np.uint8)
 
 

@@ -129,7 +129,7 @@ def run_training(cfg: TrainConfig, reporter, scorer: Callable | None = None,
     start_round, step, images, history, wall = 1, 0, 0, [], 0.0
     with reporter.latest_checkpoint() as folder:
         if folder is not None:
-            state = ckpt.load_checkpoint(folder, model, optimizers, generator)
+            state = ckpt.load_checkpoint(folder, model, optimizers, generator, cfg.to_dict())
             history, wall = state.get("history", []), state.get("wall_time_s", 0.0)
             if state.get("stage") == "final":
                 # The run had finished; re-report its result rather than training again.
