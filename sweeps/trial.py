@@ -27,6 +27,15 @@ class TrialPlan:
     ns: tuple = (1000, 5000)
     probe_n: int | None = None  # TS of this many prior samples after every round (for ASHA)
     cas_ceiling: float | None = None  # the fixed CNN's accuracy trained on real images
+    # A score request unanswered this long (a hung or starved actor) fails the trial with
+    # ScoringTimeout instead of holding its resources for ever; Tune then retries it from its
+    # last checkpoint. 5,000 samples take under a minute per actor on a CPU, so 30 minutes
+    # leaves room for a queue of every other trial's requests.
+    score_timeout_s: float = 1800.0
+
+
+class ScoringTimeout(RuntimeError):
+    """A scorer actor did not answer a trial's request in time."""
 
 
 PAIRS_FILE = "memorisation_pairs.png"
@@ -36,11 +45,13 @@ MEMO_KINDS = ("vit",)
 
 
 def actor_scorer(actor_names: dict, namespace: str | None, ns, dataset: str,
-                 train: dict | None = None, cas_ceiling: float | None = None):
+                 train: dict | None = None, cas_ceiling: float | None = None,
+                 timeout_s: float = TrialPlan.score_timeout_s):
     """A ``samples -> metrics`` function that asks every named scorer actor in parallel. With
     ``train`` (the trial's training images: {"subset", "seed"}) it adds the memorisation
     checks: in pixel space here, while the actors score, and in the ViT's features there,
-    plus the closest sample / training-image pairs as a PNG (under ``_artifacts``)."""
+    plus the closest sample / training-image pairs as a PNG (under ``_artifacts``).
+    Raises :class:`ScoringTimeout` when the actors have not answered within ``timeout_s``."""
 
     def score(samples, labelled=None) -> dict:
         import ray
@@ -55,7 +66,16 @@ def actor_scorer(actor_names: dict, namespace: str | None, ns, dataset: str,
         if labelled is not None:
             merged.update(train_on_synthetic(labelled, dataset, cas_ceiling,
                                              train.get("data_dir") if train else None))
-        for part in ray.get(refs):
+        from ray.exceptions import GetTimeoutError
+
+        try:
+            parts = ray.get(refs, timeout=timeout_s)
+        except GetTimeoutError:
+            raise ScoringTimeout(
+                f"scorer actors {', '.join(actor_names.values())} did not answer within "
+                f"{timeout_s:g} s; check that they are alive (ray list actors) and not "
+                f"starved of CPU (--scorer-cpus)") from None
+        for part in parts:
             merged.update(part)
         return merged
 
@@ -120,7 +140,8 @@ def sweep_trial(config: dict, trial_plan: TrialPlan) -> None:
         training_images = {"subset": values.get("subset"), "seed": values.get("seed", 0),
                            "data_dir": values.get("data_dir")}
         scorer = actor_scorer(trial_plan.actor_names, trial_plan.namespace, trial_plan.ns,
-                              values["dataset"], training_images, trial_plan.cas_ceiling)
+                              values["dataset"], training_images, trial_plan.cas_ceiling,
+                              trial_plan.score_timeout_s)
         if trial_plan.probe_n:
             probe = Probe(trial_plan.probe_n, probe_scorer(
                 trial_plan.actor_names, trial_plan.namespace, trial_plan.probe_n,

@@ -156,6 +156,27 @@ def test_killed_actor_restarts_and_retried_calls_equal_undisturbed(ray_local, vi
     ray.kill(handle)
 
 
+def test_a_hung_actor_fails_the_trial_with_a_clear_timeout(ray_local, samples):
+    """A trial's request to an actor that never answers ends in ScoringTimeout naming the
+    actor, not in a trial that holds its resources for ever."""
+    from sweeps.trial import ScoringTimeout, actor_scorer
+
+    ray = ray_local
+
+    @ray.remote(num_cpus=0)
+    class Hung:  # stands in for a scorer actor stuck in a call
+        def score(self, *args, **kwargs):
+            time.sleep(120)
+
+    hung = Hung.options(name="vit-hung", namespace=NS).remote()
+    score = actor_scorer({"vit": "vit-hung"}, NS, (100,), "mnist", timeout_s=2)
+    t0 = time.time()
+    with pytest.raises(ScoringTimeout, match="vit-hung did not answer within 2 s"):
+        score(samples[:100])
+    assert time.time() - t0 < 30
+    ray.kill(hung)
+
+
 def test_inception_actor_in_a_worker_process(ray_local, samples):
     ray = ray_local
     folder = ensure_scorer(**TINY_INCEPTION, progress=False)
