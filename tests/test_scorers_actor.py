@@ -191,22 +191,23 @@ def test_inception_actor_in_a_worker_process(ray_local, samples):
 def test_concurrent_callers_and_a_kill_under_load(vit_dir, tmp_path):
     """1, 4 and 16 callers from separate processes at once, each sending 1,000 and then
     5,000 samples (bench/actor_load.py): every result equals the one computed alone, also
-    when the actor is killed mid-queue."""
+    when the actor is killed mid-queue (at 1,000 samples, to keep CI short; docs/benchmarks.md
+    run 4 has the kill at 5,000 too)."""
     import json
     import subprocess
     import sys
 
     out = tmp_path / "load.json"
-    for extra in ([], ["--kill"]):
+    for extra, ns in (([], (1000, 5000)), (["--kill"], (1000,))):
         r = subprocess.run([sys.executable, "bench/actor_load.py", "--scorer-dir", str(vit_dir),
-                            "--callers", "1,4,16", "--n", "1000,5000", "--json", str(out),
-                            *extra],
+                            "--callers", "1,4,16", "--n", ",".join(map(str, ns)),
+                            "--json", str(out), *extra],
                            cwd=Path(__file__).resolve().parents[1], capture_output=True,
                            text=True, timeout=900)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         rows = json.loads(out.read_text())
         assert [(row["n"], row["callers"]) for row in rows] == [
-            (n, k) for n in (1000, 5000) for k in (1, 4, 16)]
+            (n, k) for n in ns for k in (1, 4, 16)]
         assert all(row["all_equal_alone"] for row in rows), rows
         # same maths as in the driver, up to thread-order sums: a 1-NN vote on a near tie can
         # flip (1 of 259 here: 0.0039), continuous scores agree to about 1e-6
@@ -214,5 +215,5 @@ def test_concurrent_callers_and_a_kill_under_load(vit_dir, tmp_path):
         if extra:
             assert all(row["restarted"] for row in rows), rows
         # one request at a time: sixteen wait about sixteen times one, and none is lost
-        for one, sixteen in ((rows[0], rows[2]), (rows[3], rows[5])):
-            assert sixteen["p99_s"] >= one["p50_s"], rows
+        for i in range(0, len(rows), 3):
+            assert rows[i + 2]["p99_s"] >= rows[i]["p50_s"], rows
