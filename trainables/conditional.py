@@ -49,12 +49,16 @@ class ClassCondition:
     def set(self, labels: torch.Tensor | None) -> None:
         self.labels = None if labels is None else labels.long()
 
-    def onehot(self, n: int, device) -> torch.Tensor:
+    def labels_for(self, n: int, device) -> torch.Tensor:
+        """The labels of a batch of ``n``; LabelsMissing if none, or another batch's, are set."""
         if self.labels is None or len(self.labels) != n:
             got = "none" if self.labels is None else f"{len(self.labels)}"
             raise LabelsMissing(f"a conditional network got a batch of {n} without its labels "
                                 f"({got} set); call trainables.conditional.set_labels first")
-        return F.one_hot(self.labels.to(device), self.n_classes).float()
+        return self.labels.to(device)
+
+    def onehot(self, n: int, device) -> torch.Tensor:
+        return F.one_hot(self.labels_for(n, device), self.n_classes).float()
 
 
 def set_labels(model, labels: torch.Tensor | None) -> None:
@@ -122,8 +126,7 @@ class ConditionalDiscriminator(ConvDiscriminator):
         inner = sorted({lv for lv in (levels or []) if lv not in (-1, self.depth)})
         output = super().forward(x, [*inner, self.depth - 1])
         features = output[f"embedding_layer_{self.depth - 1}"].reshape(x.shape[0], -1)
-        self.condition.onehot(len(x), x.device)  # LabelsMissing unless the batch's are set
-        y = self.condition.labels.to(x.device)
+        y = self.condition.labels_for(len(x), x.device)
         logit = self.layers[-1][0](features) + (self.projection(y) * features).sum(1, keepdim=True)
         score = torch.sigmoid(logit)
         if levels and (self.depth in levels or -1 in levels):
