@@ -99,7 +99,10 @@ def main(argv=None) -> int:
     out = Path(args.out)
     try:
         reporter = LocalReporter(out, resume=args.resume)
-        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+        if not (args.resume and (out / "config.json").exists()):
+            # a resume keeps the run's own record: a refused one (another architecture)
+            # must not overwrite it with the settings it refused
+            (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
         budget = (f"{cfg.train_images} images" if cfg.train_images else f"{cfg.epochs} epochs")
         log.info("training %s on %s (%s nets, %s) into %s", cfg.model, cfg.dataset, cfg.arch,
                  budget, out)
