@@ -41,18 +41,37 @@ def make_optimizers(model, model_kind: str, lr: float) -> dict:
     }
 
 
+def _params(optimizer) -> list:
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
 def _vaegan_step(out, optimizers) -> None:
-    # Same order as pythae: every backward before any step, so each loss sees the same weights.
+    """One VAE-GAN update with exactly the gradients of pythae's trainer, computed for less.
+
+    pythae zeroes each network's gradients just before "its" loss's backward and lets every
+    backward accumulate into every network, then steps all three. So, at step time, the
+    encoder holds the gradient of encoder_loss (+ decoder_loss when the decoder updates),
+    the decoder that of decoder_loss (+ discriminator_loss when the discriminator updates:
+    pythae's quirk, kept for comparability), the discriminator that of discriminator_loss;
+    everything else those backwards compute is zeroed before use. Naming the parameters each
+    backward feeds (``inputs=``) lets autograd skip that work (the decoder's weight
+    gradients in the encoder's pass, the real images' discriminator pass in the decoder's),
+    in the same order, so the result is bit for bit pythae's (``tests/test_trainables.py``)
+    at 1.2-1.4x the speed on a CPU (``bench/vaegan_step.py``).
+    """
     enc, dec, dis = optimizers["encoder"], optimizers["decoder"], optimizers["discriminator"]
+    enc_p = _params(enc) if out.update_encoder else []
+    dec_p = _params(dec) if out.update_decoder else []
+    # Every backward before any step, so each loss sees the same weights.
     if out.update_encoder:
         enc.zero_grad()
-        out.encoder_loss.backward(retain_graph=True)
+        out.encoder_loss.backward(retain_graph=True, inputs=enc_p)
     if out.update_decoder:
         dec.zero_grad()
-        out.decoder_loss.backward(retain_graph=True)
+        out.decoder_loss.backward(retain_graph=True, inputs=enc_p + dec_p)
     if out.update_discriminator:
         dis.zero_grad()
-        out.discriminator_loss.backward()
+        out.discriminator_loss.backward(inputs=_params(dis) + dec_p)
     if out.update_encoder:
         enc.step()
     if out.update_decoder:
