@@ -56,8 +56,8 @@ def _vaegan_step(out, optimizers) -> None:
     everything else those backwards compute is zeroed before use. Naming the parameters each
     backward feeds (``inputs=``) lets autograd skip that work (the decoder's weight
     gradients in the encoder's pass, the real images' discriminator pass in the decoder's),
-    in the same order, so the result is bit for bit pythae's (``tests/test_trainables.py``)
-    at 1.2-1.4x the speed on a CPU (``bench/vaegan_step.py``).
+    in the same order, so the result is bit for bit pythae's (``tests/test_vaegan_step.py``)
+    at 1.13-1.18x the speed per step on one CPU thread (``bench/vaegan_step.py``).
     """
     enc, dec, dis = optimizers["encoder"], optimizers["decoder"], optimizers["discriminator"]
     enc_p = _params(enc) if out.update_encoder else []
