@@ -86,7 +86,13 @@ def test_worker_node_removed_mid_trial_resumes_from_checkpoint(tmp_path, smoke_s
     pinned there) plus two 1-CPU workers, all on this machine. (They use its own address, not 127.0.0.1: Ray 2.60
     rewrites a loopback cluster address to the node's IP when a driver connects.) Once the first trial has checkpointed an epoch, its worker
     node is killed (no graceful shutdown); the trial must continue on the other worker from
-    its last checkpoint, with no epoch reported twice."""
+    its last checkpoint: never from scratch, no epoch skipped.
+
+    Ray Tune registers a function trainable's checkpoint in a second actor call ("save")
+    after the result that carried it has been logged. A kill between the two loses that
+    last checkpoint, so the trial may resume one epoch earlier and train that epoch again
+    (seen in CI, 2026-12-04). The kill waits for the second checkpoint, so the first is
+    registered and a restart from scratch is a failure."""
     from ray.cluster_utils import Cluster
 
     storage = tmp_path / "sweep"
@@ -107,7 +113,7 @@ def test_worker_node_removed_mid_trial_resumes_from_checkpoint(tmp_path, smoke_s
         while victim is None and time.time() < deadline and proc.poll() is None:
             for trial in sorted((storage / "tune").glob("trial_*")):
                 lines = fk.result_lines(trial / "result.json")
-                if lines and any(trial.glob("checkpoint_*")):
+                if lines and len(list(trial.glob("checkpoint_*"))) >= 2:
                     victim, first = trial, lines[0]
                     break
             time.sleep(0.25)
@@ -144,11 +150,14 @@ def test_worker_node_removed_mid_trial_resumes_from_checkpoint(tmp_path, smoke_s
     # Restarted once, in another process on the surviving node, after the old one's reports.
     assert len(set(pids)) == 2 and pids[:n_before] == [first["pid"]] * n_before, pids
     after = lines[n_before:]
-    training = [l["epoch"] for l in lines if l["status"] == "training"]
-    assert training == [1, 2, 3, 4, 5], training  # no epoch trained twice, none skipped
+    before = [l["epoch"] for l in lines[:n_before] if l["status"] == "training"]
     resumed = [l["epoch"] for l in after if l["status"] == "training"]
-    assert killed_at_epoch >= 1 and (not resumed or resumed[0] == killed_at_epoch + 1), (
-        resumed, killed_at_epoch)  # from the last checkpoint, not from epoch 1
+    assert before == list(range(1, len(before) + 1)), before
+    # from the last registered checkpoint (the last reported epoch, or the one before it if
+    # the kill beat Tune's save call), never from epoch 1; then every epoch to the end
+    assert killed_at_epoch >= 1 and resumed and 2 <= resumed[0] <= killed_at_epoch + 1 and \
+        resumed[0] >= killed_at_epoch, (resumed, killed_at_epoch)
+    assert resumed == list(range(int(resumed[0]), 6)), resumed
     assert after[-1]["status"] == "finished" and math.isfinite(after[-1]["ts_500_mean"])
 
     rows = fk.results(storage)
@@ -160,4 +169,5 @@ def test_worker_node_removed_mid_trial_resumes_from_checkpoint(tmp_path, smoke_s
     assert all(c.info.status == "FINISHED" and "ts_500_mean" in c.data.metrics for c in children)
     steps = {c.data.tags["gensweep.trial_id"]: sorted(
         m.step for m in client.get_metric_history(c.info.run_id, "train_loss")) for c in children}
-    assert len({tuple(s) for s in steps.values()}) == 1, steps  # victim logged like the other
+    # the victim logged every step the other did (a retrained epoch logs its step again)
+    assert len({frozenset(s) for s in steps.values()}) == 1, steps
