@@ -245,32 +245,6 @@ def start_actors(plan: SweepPlan, scorer_dirs: dict) -> dict:
     return {"handles": handles, "info": dict(zip(handles, infos))}
 
 
-def real_ceiling(plan: SweepPlan, handles: dict) -> dict:
-    """The real-data ceiling: every score of real test images (the ceiling half), the
-    memorisation checks included (test images were never trained on: what fresh draws get)."""
-    import ray
-
-    from scorers import realsplit, utility
-    from scorers.keys import cas_key
-    from sweeps.trial import MEMO_KINDS, pixel_memorisation
-    from trainables.datasets import load_dataset
-
-    c = plan.trial_constants
-    train = {"subset": c.get("subset"), "seed": c.get("seed", 0), "data_dir": c.get("data_dir")}
-    refs = [h.ceiling.remote(tuple(plan.ns), train=train if kind in MEMO_KINDS else None)
-            for kind, h in handles.items()]
-    n = max(plan.ns)
-    test = load_dataset(plan.request.dataset, plan.request.data_dir).test.images
-    merged = pixel_memorisation(test[realsplit.indices("ceiling", n)], n, plan.request.dataset,
-                                train)
-    merged.pop("_artifacts")
-    merged[cas_key(n)] = utility.real_ceiling(load_dataset(plan.request.dataset,
-                                                           plan.request.data_dir), n)
-    for part in ray.get(refs):
-        merged.update(part)
-    return merged
-
-
 def parent_run_fields(plan: SweepPlan, scorer_info: dict) -> tuple[dict, dict]:
     """The sweep's MLflow params and tags, with any password in a URL masked."""
     tags = {"space": plan.request.space, "preset": plan.preset.name,
@@ -331,6 +305,7 @@ def run_sweep(plan: SweepPlan, saved: dict) -> dict:
     moment can be resumed: a finished scorer is reused, an unfinished one built again, the
     parent run found again, and the trials restored where Tune saved them."""
     from sweeps import tracking
+    from sweeps.ceiling import real_ceiling
     from sweeps.scorer_setup import scorer_folders
 
     started = time.time()
@@ -344,8 +319,12 @@ def run_sweep(plan: SweepPlan, saved: dict) -> dict:
                               scorers={k: str(v) for k, v in scorer_dirs.items()})
     actors = start_actors(plan, scorer_dirs)
     state.log_phase(sweep_dir, "actors-started")
-    ceiling = real_ceiling(plan, actors["handles"])
-    state.log_phase(sweep_dir, "ceiling-done")
+    if saved.get("ceiling"):  # a resumed sweep keeps the ceiling its parent run logged
+        ceiling, source = saved["ceiling"], "sweep.json"
+    else:
+        ceiling, cached = real_ceiling(plan, scorer_dirs, actors["handles"])
+        source = "cache" if cached else "computed"
+    state.log_phase(sweep_dir, "ceiling-done", source=source)
 
     tracker = tracking.SweepTracker(plan.mlflow_uri)
     if saved.get("parent_run_id"):

@@ -1,0 +1,153 @@
+"""The sweep's real-data ceiling: every score of real test images, computed once per input.
+
+The ceiling (IS / TS, FID, KID, ..., the CAS of real images, the memorisation checks of
+test images against the trials' training images) is a pure function of the two scorer
+builds, the sample counts, the trials' training images, the dataset and the code that
+scores. On the 2-core CPU it costs 37-47 s per sweep (docs/results-cpu.md): the CAS CNN
+trained on real images, 5,000 test images against 60,000 training images in pixels, the
+training images through the ViT. A sweep on cached scorers would pay that again for the same
+numbers, so the result is kept as JSON (nothing that can run code) in
+``cache_dir()/ceilings/<dataset>/<key>.json``. The key hashes every input: each scorer's
+``metadata.json`` (a rebuilt scorer has a new one: its creation time, accuracy, dataset
+checksums), the sample counts, the training subset and seed, the source of the modules that
+compute a ceiling, and the versions of the numeric libraries. Anything else changed means a
+new key, and the ceiling is computed afresh.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import uuid
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+# Everything the ceiling's numbers come from in this repository: the scorers package (the
+# score maths, the actors' predictions, CAS, memorisation), the dataset loader, the trial's
+# pixel memorisation and this module.
+_CODE = ("scorers", "trainables/datasets.py", "sweeps/trial.py", "sweeps/ceiling.py")
+_LIBRARIES = ("numpy", "torch", "tensorflow", "keras", "transformers", "scipy", "scikit-learn")
+
+
+def code_digest() -> str:
+    """sha256 over the source files the ceiling is computed by."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for entry in _CODE:
+        path = root / entry
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for file in files:
+            digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    out = {}
+    for name in _LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def ceiling_inputs(scorer_dirs: dict, dataset: str, ns, train: dict) -> dict:
+    """What the ceiling depends on, as JSON-able values (its cache key is their hash)."""
+    scorers = {kind: hashlib.sha256((Path(folder) / "metadata.json").read_bytes()).hexdigest()
+               for kind, folder in sorted(scorer_dirs.items())}
+    return {"format": FORMAT, "dataset": dataset, "ns": [int(n) for n in ns],
+            "train": {"subset": train.get("subset"), "seed": train.get("seed", 0)},
+            "scorers": scorers, "code": code_digest(), "libraries": _versions()}
+
+
+def cache_path(inputs: dict, root=None) -> Path:
+    if root is None:
+        from trainables.datasets import cache_dir
+
+        root = cache_dir() / "ceilings"
+    key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:20]
+    return Path(root) / inputs["dataset"] / f"{key}.json"
+
+
+def read_cached(path: Path, inputs: dict) -> dict | None:
+    """The cached ceiling for ``inputs``, or None (absent, unreadable, or for other inputs)."""
+    if not path.is_file():
+        return None
+    try:
+        entry = json.loads(path.read_text())
+        scores = entry["ceiling"]
+        ok = entry.get("inputs") == inputs and isinstance(scores, dict) and all(
+            isinstance(v, (int, float)) for v in scores.values())
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring the unreadable cached ceiling %s (%s); computing it again",
+                    path, exc)
+        return None
+    if not ok:
+        log.warning("ignoring the cached ceiling %s: it was written for other inputs", path)
+        return None
+    return {k: float(v) for k, v in scores.items()}
+
+
+def write_cached(path: Path, inputs: dict, scores: dict) -> None:
+    """Write atomically (a temporary file in the same folder, then a rename), so a reader
+    never sees half a file and two sweeps writing the same key leave one whole file."""
+    kept = {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))
+            and math.isfinite(float(v))}
+    if len(kept) != len(scores):
+        log.info("not caching a ceiling with non-numeric or non-finite values")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{uuid.uuid4().hex}.json"
+    try:
+        tmp.write_text(json.dumps({"inputs": inputs, "ceiling": kept}, indent=1,
+                                  sort_keys=True))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def compute_ceiling(plan, handles: dict, train: dict) -> dict:
+    """Every score of the first n images of the real ceiling half, the memorisation checks
+    included (test images were never trained on: what fresh draws get)."""
+    import ray
+
+    from scorers import realsplit, utility
+    from scorers.keys import cas_key
+    from sweeps.trial import MEMO_KINDS, pixel_memorisation
+    from trainables.datasets import load_dataset
+
+    refs = [h.ceiling.remote(tuple(plan.ns), train=train if kind in MEMO_KINDS else None)
+            for kind, h in handles.items()]
+    n = max(plan.ns)
+    data = load_dataset(plan.request.dataset, plan.request.data_dir)
+    merged = pixel_memorisation(data.test.images[realsplit.indices("ceiling", n)], n,
+                                plan.request.dataset, train)
+    merged.pop("_artifacts")
+    merged[cas_key(n)] = utility.real_ceiling(data, n)
+    for part in ray.get(refs):
+        merged.update(part)
+    return merged
+
+
+def real_ceiling(plan, scorer_dirs: dict, handles: dict) -> tuple[dict, bool]:
+    """(the sweep's real-data ceiling, whether it came from the cache)."""
+    c = plan.trial_constants
+    train = {"subset": c.get("subset"), "seed": c.get("seed", 0), "data_dir": c.get("data_dir")}
+    inputs = ceiling_inputs(scorer_dirs, plan.request.dataset, plan.ns, train)
+    path = cache_path(inputs)
+    cached = read_cached(path, inputs)
+    if cached is not None:
+        log.info("real-data ceiling: from the cache (%s)", path)
+        return cached, True
+    scores = compute_ceiling(plan, handles, train)
+    try:
+        write_cached(path, inputs, scores)
+    except OSError as exc:  # a read-only cache costs the next sweep 40 s, not this one
+        log.warning("could not cache the real-data ceiling in %s: %s", path, exc)
+    return scores, False

@@ -1,0 +1,106 @@
+"""The real-data ceiling's cache (sweeps/ceiling.py): keyed by every input, written
+atomically, ignored when unreadable or written for other inputs; and, with real scorer
+actors, a second sweep on the same scorers reads back exactly what the first computed."""
+import json
+import os
+
+import pytest
+
+from sweeps import ceiling as ce
+
+
+def _scorers(tmp_path):
+    dirs = {}
+    for kind in ("inception", "vit"):
+        folder = tmp_path / kind
+        folder.mkdir()
+        (folder / "metadata.json").write_text(json.dumps({"kind": kind, "created": "t0"}))
+        dirs[kind] = folder
+    return dirs
+
+
+def _inputs(dirs, **over):
+    args = {"dataset": "mnist", "ns": (1000, 5000), "train": {"subset": None, "seed": 0}}
+    args.update(over)
+    return ce.ceiling_inputs(dirs, args["dataset"], args["ns"], args["train"])
+
+
+def test_every_input_changes_the_key(tmp_path):
+    dirs = _scorers(tmp_path)
+    base = ce.cache_path(_inputs(dirs), root=tmp_path)
+    assert base == ce.cache_path(_inputs(dirs), root=tmp_path)  # stable
+    others = [ce.cache_path(_inputs(dirs, **change), root=tmp_path) for change in (
+        {"dataset": "fashion-mnist"}, {"ns": (1000,)},
+        {"train": {"subset": 500, "seed": 0}}, {"train": {"subset": None, "seed": 1}})]
+    # a rebuilt scorer has a new metadata.json (its creation time, accuracy, ...)
+    (dirs["vit"] / "metadata.json").write_text(json.dumps({"kind": "vit", "created": "t1"}))
+    others.append(ce.cache_path(_inputs(dirs), root=tmp_path))
+    assert len({base, *others}) == len(others) + 1, others
+    inputs = _inputs(dirs)
+    assert set(inputs) == {"format", "dataset", "ns", "train", "scorers", "code", "libraries"}
+    assert inputs["code"] == ce.code_digest() and len(inputs["code"]) == 64
+
+
+def test_the_code_digest_covers_the_scoring_code():
+    from pathlib import Path
+
+    root = Path(ce.__file__).resolve().parent.parent
+    covered = {str(p.relative_to(root)) for entry in ce._CODE
+               for p in ((root / entry).rglob("*.py") if (root / entry).is_dir()
+                         else [root / entry])}
+    assert {"scorers/metrics.py", "scorers/utility.py", "scorers/memorisation.py",
+            "scorers/scoring.py", "sweeps/trial.py", "sweeps/ceiling.py",
+            "trainables/datasets.py"} <= covered
+
+
+def test_round_trip_and_what_is_not_trusted(tmp_path, caplog):
+    dirs = _scorers(tmp_path)
+    inputs = _inputs(dirs)
+    path = ce.cache_path(inputs, root=tmp_path / "ceilings")
+    assert ce.read_cached(path, inputs) is None  # nothing yet
+    scores = {"is_5k_mean": 8.65, "ts_5k_mean": 9.14, "cas_5k": 0.98}
+    ce.write_cached(path, inputs, scores)
+    assert ce.read_cached(path, inputs) == scores
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+
+    other = _inputs(dirs, ns=(1000,))
+    assert ce.read_cached(path, other) is None  # a file for other inputs is not used
+    path.write_text('{"inputs": ')  # torn or corrupt: computed again, with a warning
+    assert ce.read_cached(path, inputs) is None
+    path.write_text(json.dumps({"inputs": inputs, "ceiling": {"is_5k_mean": "8.6"}}))
+    assert ce.read_cached(path, inputs) is None
+    assert "ignoring" in caplog.text
+
+    ce.write_cached(path, inputs, {"is_5k_mean": float("nan")})  # never cached
+    assert ce.read_cached(path, inputs) is None
+
+
+@pytest.mark.slow
+def test_a_second_sweep_reads_back_the_ceiling_the_first_computed(tmp_path, monkeypatch,
+                                                                  smoke_scorers):
+    """Real scorer actors on local Ray, the smoke plan: the first call computes (and caches)
+    the ceiling, the second reads the same numbers back without asking the actors."""
+    import ray
+
+    from sweeps.plan import Cluster, resolve_plan
+    from sweeps.request import SweepRequest
+    from sweeps.sweep import start_actors
+
+    monkeypatch.setenv("GENSWEEP_CACHE_DIR", str(tmp_path / "cache"))  # ceilings only
+    plan = resolve_plan(SweepRequest(space="vae", preset="smoke", storage=str(tmp_path / "s"),
+                                     data_dir=os.environ["GENSWEEP_DATA_DIR"]),
+                        Cluster(cpus=2, gpus=0, driver_cpus=2, driver_gpus=0,
+                                max_node_cpus=2, max_node_gpus=0))
+    ray.init(num_cpus=2, include_dashboard=False, namespace=plan.namespace)
+    try:
+        actors = start_actors(plan, smoke_scorers)
+        first, cached = ce.real_ceiling(plan, smoke_scorers, actors["handles"])
+        assert not cached and {"ts_500_mean", "is_500_mean", "cas_500"} <= set(first)
+        files = list((tmp_path / "cache" / "ceilings" / "mnist").glob("*.json"))
+        assert len(files) == 1
+        for handle in actors["handles"].values():
+            ray.kill(handle)  # the cached path must not need them
+        second, cached = ce.real_ceiling(plan, smoke_scorers, {})
+        assert cached and second == first
+    finally:
+        ray.shutdown()
