@@ -23,9 +23,12 @@ from sweeps.request import SweepRequest
 from sweeps.spaces import MODEL_OF_SPACE, paper_point
 
 NAMESPACE = "gensweep"
-# About this long from the start to the first trial with cached scorers (Python and Ray
-# start, actors load, the real-data ceiling), measured on the 2-core dev VM.
-STARTUP_MINUTES = 2.0  # Ray, the actors, the real-data ceiling (measured: 1.5-2 min)
+# From the start to the first trial, and from the last to the exit, with cached scorers and
+# a cached real-data ceiling: Python, Ray, the actors, the summary (0.4 min measured on the
+# 2-core dev VM, 2026-12-04). New scorers also mean a new ceiling (sweeps/ceiling.py: 37-47 s
+# measured there).
+STARTUP_MINUTES = 0.5
+CEILING_MINUTES = 0.8
 
 
 class PlanError(ValueError):
@@ -162,23 +165,24 @@ def _resources(request: SweepRequest, preset: Preset, cluster: Cluster) -> dict:
 
 def estimate(preset: Preset, model: str, dataset: str, trials: int, concurrency: int,
              gpu: bool, scheduler: str, scorers_to_build: int) -> tuple[float, float]:
-    """(expected, at most) minutes: start-up, scorer fine-tunes still to do, and the trials
-    in waves of ``concurrency``. With 8 trials ASHA's rungs are thin: in the quick sweeps
+    """(expected, at most) minutes: start-up, scorer fine-tunes still to do (and the
+    real-data ceiling of new scorers), and the trials in waves of ``concurrency``. With 8 trials ASHA's rungs are thin: in the quick sweeps
     of docs/results-cpu.md it kept 64-82% of the other trials' training and scored half to
     five sevenths of them; the paper point always runs to the end."""
     rates = preset.images_per_s_gpu if gpu else preset.images_per_s_cpu
     train_min = preset.trial_images() / rates[model] / 60
     score_min = preset.score_seconds / 60
     scorers = preset.scorer_minutes(dataset, gpu) * scorers_to_build / len(KINDS)
+    startup = STARTUP_MINUTES + (CEILING_MINUTES if scorers_to_build else 0.0)
     full = train_min + score_min
     waves = trials / max(concurrency, 1)
-    worst = STARTUP_MINUTES + scorers + -(-trials // max(concurrency, 1)) * full
+    worst = startup + scorers + -(-trials // max(concurrency, 1)) * full
     if scheduler != "asha" or trials <= concurrency:
         return worst, worst
     others = trials - 1  # besides the paper point
     kept = max(1.0, others * 0.6)  # trials that run to the end and are scored
     expected = (full + train_min * others * 0.75 + score_min * kept) / max(concurrency, 1)
-    return STARTUP_MINUTES + scorers + max(expected, full * min(waves, 1.0)), worst
+    return startup + scorers + max(expected, full * min(waves, 1.0)), worst
 
 
 def resolve_plan(request: SweepRequest, cluster: Cluster,
