@@ -106,9 +106,13 @@ def build_tuner(plan, callbacks: list | None = None, ceiling: dict | None = None
     from ray import tune
 
     _tune_environment()
+    # reuse_actors: a trial with the same resources runs in the process its predecessor
+    # left, with torch, pythae and the dataset code already imported (3-4 s less per trial
+    # on a quiet 2-core CPU, more on a busy one). Every trial seeds its own RNGs
+    # (trainables.trainable), so its results do not depend on the process it got.
     tune_config = tune.TuneConfig(search_alg=make_searcher(plan),
                                   scheduler=make_scheduler(plan),
-                                  num_samples=plan.num_samples, reuse_actors=False,
+                                  num_samples=plan.num_samples, reuse_actors=True,
                                   trial_name_creator=trial_name,
                                   trial_dirname_creator=trial_name)
     run_config = tune.RunConfig(
