@@ -27,9 +27,11 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 # Everything the ceiling's numbers come from in this repository: the scorers package (the
-# score maths, the actors' predictions, CAS, memorisation), the dataset loader, the trial's
-# pixel memorisation and this module.
-_CODE = ("scorers", "trainables/datasets.py", "sweeps/trial.py", "sweeps/ceiling.py")
+# score maths, the actors' predictions, CAS, memorisation), the dataset loader, where and in
+# which precision the actors predict (device, speed), the trial's pixel memorisation and
+# this module.
+_CODE = ("scorers", "trainables/datasets.py", "trainables/device.py", "trainables/speed.py",
+         "sweeps/trial.py", "sweeps/ceiling.py")
 _LIBRARIES = ("numpy", "torch", "tensorflow", "keras", "transformers", "scipy", "scikit-learn")
 
 
@@ -57,13 +59,17 @@ def _versions() -> dict:
     return out
 
 
-def ceiling_inputs(scorer_dirs: dict, dataset: str, ns, train: dict) -> dict:
-    """What the ceiling depends on, as JSON-able values (its cache key is their hash)."""
+def ceiling_inputs(scorer_dirs: dict, dataset: str, ns, train: dict,
+                   scorer_gpus: bool = False) -> dict:
+    """What the ceiling depends on, as JSON-able values (its cache key is their hash).
+    ``scorer_gpus``: whether the actors were given GPUs (a GPU predicts in other precision
+    and order than a CPU, so the two get separate entries)."""
     scorers = {kind: hashlib.sha256((Path(folder) / "metadata.json").read_bytes()).hexdigest()
                for kind, folder in sorted(scorer_dirs.items())}
     return {"format": FORMAT, "dataset": dataset, "ns": [int(n) for n in ns],
             "train": {"subset": train.get("subset"), "seed": train.get("seed", 0)},
-            "scorers": scorers, "code": code_digest(), "libraries": _versions()}
+            "scorers": scorers, "scorer_gpus": bool(scorer_gpus), "code": code_digest(),
+            "libraries": _versions()}
 
 
 def cache_path(inputs: dict, root=None) -> Path:
@@ -135,19 +141,28 @@ def compute_ceiling(plan, handles: dict, train: dict) -> dict:
     return merged
 
 
-def real_ceiling(plan, scorer_dirs: dict, handles: dict) -> tuple[dict, bool]:
-    """(the sweep's real-data ceiling, whether it came from the cache)."""
+def real_ceiling(plan, scorer_dirs: dict, handles: dict,
+                 recorded: dict | None = None) -> tuple[dict, str, dict]:
+    """(the sweep's real-data ceiling, where it came from: "sweep.json", "cache" or
+    "computed", its inputs). ``recorded``: what a resumed sweep saved ({"ceiling",
+    "inputs"}), used while its inputs still hold (not after its scorers were rebuilt)."""
     c = plan.trial_constants
     train = {"subset": c.get("subset"), "seed": c.get("seed", 0), "data_dir": c.get("data_dir")}
-    inputs = ceiling_inputs(scorer_dirs, plan.request.dataset, plan.ns, train)
+    inputs = ceiling_inputs(scorer_dirs, plan.request.dataset, plan.ns, train,
+                            plan.actor_gpus > 0)
+    if recorded and recorded.get("ceiling"):
+        if recorded.get("inputs") == inputs:
+            return dict(recorded["ceiling"]), "sweep.json", inputs
+        log.warning("the real-data ceiling this sweep recorded was measured with other "
+                    "scorers or scoring code; measuring it again")
     path = cache_path(inputs)
     cached = read_cached(path, inputs)
     if cached is not None:
         log.info("real-data ceiling: from the cache (%s)", path)
-        return cached, True
+        return cached, "cache", inputs
     scores = compute_ceiling(plan, handles, train)
     try:
         write_cached(path, inputs, scores)
     except OSError as exc:  # a read-only cache costs the next sweep 40 s, not this one
         log.warning("could not cache the real-data ceiling in %s: %s", path, exc)
-    return scores, False
+    return scores, "computed", inputs

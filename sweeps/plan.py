@@ -26,7 +26,8 @@ NAMESPACE = "gensweep"
 # From the start to the first trial, and from the last to the exit, with cached scorers and
 # a cached real-data ceiling: Python, Ray, the actors, the summary (0.4 min measured on the
 # 2-core dev VM, 2026-12-04). New scorers also mean a new ceiling (sweeps/ceiling.py: 37-47 s
-# measured there).
+# measured there); so does a first sweep after its inputs change (sweeps/ceiling.py), which
+# the estimate does not see: it is then 0.8 min short.
 STARTUP_MINUTES = 0.5
 CEILING_MINUTES = 0.8
 
@@ -166,9 +167,10 @@ def _resources(request: SweepRequest, preset: Preset, cluster: Cluster) -> dict:
 def estimate(preset: Preset, model: str, dataset: str, trials: int, concurrency: int,
              gpu: bool, scheduler: str, scorers_to_build: int) -> tuple[float, float]:
     """(expected, at most) minutes: start-up, scorer fine-tunes still to do (and the
-    real-data ceiling of new scorers), and the trials in waves of ``concurrency``. With 8 trials ASHA's rungs are thin: in the quick sweeps
-    of docs/results-cpu.md it kept 64-82% of the other trials' training and scored half to
-    five sevenths of them; the paper point always runs to the end."""
+    real-data ceiling of new scorers), and the trials in waves of ``concurrency``. With 8
+    trials ASHA's rungs are thin: in the quick sweeps of docs/results-cpu.md it kept 64-82%
+    of the other trials' training and scored half to five sevenths of them; the paper point
+    always runs to the end."""
     rates = preset.images_per_s_gpu if gpu else preset.images_per_s_cpu
     train_min = preset.trial_images() / rates[model] / 60
     score_min = preset.score_seconds / 60
@@ -221,6 +223,7 @@ def resolve_plan(request: SweepRequest, cluster: Cluster,
         paper_point=paper_point(request.space, request.dataset, preset, request.conditional),
         scorer_specs={kind: preset.scorer_spec(request.dataset, kind) for kind in KINDS},
         actor_names={kind: f"gensweep-{kind}-{sid}" for kind in KINDS},
-        namespace=NAMESPACE, scheduler=scheduler, probe_n=preset.probe_samples, num_samples=trials, cluster_gpus=float(cluster.gpus),
+        namespace=NAMESPACE, scheduler=scheduler, probe_n=preset.probe_samples,
+        num_samples=trials, cluster_gpus=float(cluster.gpus),
         trial_constants=constants, estimate_minutes=round(expected, 1),
         estimate_max_minutes=round(worst, 1), **res)

@@ -319,16 +319,19 @@ def run_sweep(plan: SweepPlan, saved: dict) -> dict:
                               scorers={k: str(v) for k, v in scorer_dirs.items()})
     actors = start_actors(plan, scorer_dirs)
     state.log_phase(sweep_dir, "actors-started")
-    if saved.get("ceiling"):  # a resumed sweep keeps the ceiling its parent run logged
-        ceiling, source = saved["ceiling"], "sweep.json"
-    else:
-        ceiling, cached = real_ceiling(plan, scorer_dirs, actors["handles"])
-        source = "cache" if cached else "computed"
+    # a resumed sweep keeps the ceiling its parent run logged, unless its scorers changed
+    ceiling, source, inputs = real_ceiling(
+        plan, scorer_dirs, actors["handles"],
+        {"ceiling": saved.get("ceiling"), "inputs": saved.get("ceiling_inputs")})
     state.log_phase(sweep_dir, "ceiling-done", source=source)
 
     tracker = tracking.SweepTracker(plan.mlflow_uri)
     if saved.get("parent_run_id"):
         tracker.attach(saved["experiment_id"], saved["parent_run_id"])
+        if source != "sweep.json":  # measured again: the parent run shows the new one
+            tracker.log_metrics({f"ceiling_{k}": v for k, v in ceiling.items()})
+            saved = {**saved, "ceiling": ceiling, "ceiling_inputs": inputs}
+            state.write_state(sweep_dir, saved)
     else:
         params, tags = parent_run_fields(plan, actors["info"])
         tracker.open(plan.experiment_name, f"sweep-{plan.sweep_id}", sweep_dir, params, tags,
@@ -338,7 +341,7 @@ def run_sweep(plan: SweepPlan, saved: dict) -> dict:
         saved = state.advance(sweep_dir, saved, "tracking-ready",
                               experiment_id=tracker.experiment_id,
                               parent_run_id=tracker.parent_run_id, mlflow_uri=plan.mlflow_uri,
-                              ceiling=ceiling)
+                              ceiling=ceiling, ceiling_inputs=inputs)
 
     from ray import tune
 

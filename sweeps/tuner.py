@@ -109,10 +109,13 @@ def build_tuner(plan, callbacks: list | None = None, ceiling: dict | None = None
     # reuse_actors: a trial with the same resources runs in the process its predecessor
     # left, with torch, pythae and the dataset code already imported (3-4 s less per trial
     # on a quiet 2-core CPU, more on a busy one). Every trial seeds its own RNGs
-    # (trainables.trainable), so its results do not depend on the process it got.
+    # (trainables.trainable), so its results do not depend on the process it got. Not with
+    # --compile: torch.compile's cache would keep every earlier trial's graphs and, past
+    # its recompile limit, fall back to eager code without a word.
     tune_config = tune.TuneConfig(search_alg=make_searcher(plan),
                                   scheduler=make_scheduler(plan),
-                                  num_samples=plan.num_samples, reuse_actors=True,
+                                  num_samples=plan.num_samples,
+                                  reuse_actors=not plan.request.compile,
                                   trial_name_creator=trial_name,
                                   trial_dirname_creator=trial_name)
     run_config = tune.RunConfig(
