@@ -343,13 +343,10 @@ def run_sweep(plan: SweepPlan, saved: dict) -> dict:
                               parent_run_id=tracker.parent_run_id, mlflow_uri=plan.mlflow_uri,
                               ceiling=ceiling, ceiling_inputs=inputs)
 
-    from ray import tune
-
     from sweeps.mlflow_callback import MlflowSweepCallback
-    from sweeps.tuner import build_tuner, restore_tuner
+    from sweeps.tuner import build_tuner, can_resume, restore_tuner
 
-    if saved["phase"] in ("tuning", "finished") and tune.Tuner.can_restore(
-            str(sweep_dir / "tune")):
+    if saved["phase"] in ("tuning", "finished") and can_resume(sweep_dir / "tune"):
         tuner = restore_tuner(plan, ceiling)
     else:
         if saved["phase"] == "tuning":  # killed before Tune saved its first state

@@ -160,6 +160,19 @@ def _tune_environment() -> None:
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
 
 
+def can_resume(tune_dir) -> bool:
+    """Whether Tune saved an experiment state in ``tune_dir`` that it can resume.
+
+    ``Tuner.can_restore`` only looks for the pickled Tuner, written when ``fit()`` starts,
+    before the first experiment state. A sweep killed in between would "restore" into a
+    Tune that finds no state, restarts with one trial and ends there (seen in
+    test_kill_anywhere, 2026-12-04), so such a folder counts as never started."""
+    from ray import tune
+
+    path = Path(tune_dir)
+    return tune.Tuner.can_restore(str(path)) and any(path.glob("experiment_state-*.json"))
+
+
 def restore_tuner(plan, ceiling: dict | None = None):
     """Continue an interrupted sweep from its Tune experiment folder.
 
@@ -170,7 +183,7 @@ def restore_tuner(plan, ceiling: dict | None = None):
 
     _tune_environment()
     path = Path(plan.sweep_dir) / "tune"
-    if not tune.Tuner.can_restore(str(path)):
+    if not can_resume(path):
         raise FileNotFoundError(f"{path} holds no Tune experiment to resume")
     return tune.Tuner.restore(str(path), trainable=trainable(plan, ceiling),
                               param_space=search_space(plan),

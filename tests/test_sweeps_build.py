@@ -380,3 +380,17 @@ def test_asha_lets_the_paper_point_finish(tmp_path):
     scheduler.on_trial_add(None, done)
     end = {"images_seen": plan.preset.trial_images(), key: 9.0}
     assert scheduler.on_trial_result(None, done, end) == scheduler.CONTINUE
+
+
+def test_a_tune_folder_without_an_experiment_state_is_not_resumed(tmp_path):
+    """Tune writes tuner.pkl when fit() starts and its experiment state later; a sweep killed
+    in between must start its tuning afresh, not "restore" into a one-trial restart."""
+    from sweeps.tuner import can_resume
+
+    tune_dir = tmp_path / "tune"
+    assert not can_resume(tune_dir)  # no folder
+    tune_dir.mkdir()
+    (tune_dir / "tuner.pkl").write_bytes(b"")
+    assert not can_resume(tune_dir)  # the window a kill can hit
+    (tune_dir / "experiment_state-2026-12-04_08-48-15.json").write_text("{}")
+    assert can_resume(tune_dir)
