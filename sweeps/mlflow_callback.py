@@ -85,8 +85,8 @@ class MlflowSweepCallback(Callback):
     @property
     def client(self):
         if self._client is None:
-            from mlflow.tracking import MlflowClient
-            self._client = MlflowClient(self.uri)
+            from sweeps.stores import mlflow_client
+            self._client = mlflow_client(self.uri)
         return self._client
 
     @property

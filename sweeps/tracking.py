@@ -88,9 +88,9 @@ class SweepTracker:
     @property
     def client(self):
         if self._client is None:
-            from mlflow.tracking import MlflowClient
+            from sweeps.stores import mlflow_client
 
-            self._client = MlflowClient(self.uri)
+            self._client = mlflow_client(self.uri)
         return self._client
 
     def attach(self, experiment_id: str, parent_run_id: str) -> None:

@@ -39,10 +39,12 @@ def make_searcher(plan):
     from ray.tune.search import ConcurrencyLimiter
 
     from sweeps.search import score_search_class
+    from sweeps.stores import ensure_optuna_store
 
     metrics, modes = list(plan.objective), list(plan.modes)
     if not plan.request.optuna_storage:
         Path(plan.sweep_dir).mkdir(parents=True, exist_ok=True)
+    ensure_optuna_store(plan.optuna_url)
     storage = optuna.storages.RDBStorage(plan.optuna_url)
     # The study names its objectives, so optuna-dashboard shows ts_5k_mean, not "Objective 0";
     # Ray's OptunaSearch then loads this study (load_if_exists).

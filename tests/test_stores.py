@@ -1,0 +1,103 @@
+"""The embedded SQLite stores come into being whole (sweeps.stores): a process killed while
+MLflow builds its schema leaves no store a later start refuses."""
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from sweeps import stores
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Dies the moment MLflow's migrations have made their first `_alembic_tmp_` copy table,
+# the state a SIGKILL left in CI on 2026-12-04.
+KILLED_IN_MIGRATION = textwrap.dedent("""
+    import os, sys
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "after_cursor_execute")
+    def die(conn, cursor, statement, *args):
+        if "CREATE TABLE _alembic_tmp_" in statement:
+            os._exit(9)
+
+    uri, how = sys.argv[1], sys.argv[2]
+    if how == "in-place":
+        from mlflow.tracking import MlflowClient
+        MlflowClient(uri)
+    else:
+        from sweeps.stores import mlflow_client
+        mlflow_client(uri)
+    """)
+
+
+def killed_while_creating(uri: str, how: str) -> int:
+    return subprocess.run([sys.executable, "-c", KILLED_IN_MIGRATION, uri, how], cwd=REPO,
+                          capture_output=True, timeout=300).returncode
+
+
+def test_sqlite_path():
+    assert stores.sqlite_path("sqlite:////abs/m.db") == Path("/abs/m.db")
+    assert stores.sqlite_path("sqlite:///rel/m.db?timeout=5") == Path("rel/m.db")
+    for other in ("http://127.0.0.1:5000", "postgresql://u@h/db", "sqlite:///:memory:",
+                  "sqlite://", "file:///tmp/mlruns"):
+        assert stores.sqlite_path(other) is None, other
+
+
+def test_a_store_killed_while_mlflow_builds_it_is_built_again_whole(tmp_path):
+    # What MLflow alone leaves: a file every later open refuses. The sweep names it.
+    broken = f"sqlite:///{tmp_path / 'in-place' / 'mlflow.db'}"
+    (tmp_path / "in-place").mkdir()
+    assert killed_while_creating(broken, "in-place") == 9
+    assert stores.sqlite_path(broken).exists()
+    refused = r"in-place/mlflow.db cannot be opened \(\(sqlite3.OperationalError\)"
+    with pytest.raises(OSError, match=refused):
+        stores.mlflow_client(broken)
+
+    # Through sweeps.stores: nothing at the final name, and the next start builds it whole.
+    uri = f"sqlite:///{tmp_path / 'sweep' / 'mlflow.db'}"
+    assert killed_while_creating(uri, "whole") == 9
+    path = stores.sqlite_path(uri)
+    assert not path.exists()
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".mlflow.db.creating-")]
+    client = stores.mlflow_client(uri)
+    exp = client.create_experiment("e")
+    run = client.create_run(exp)
+    client.log_metric(run.info.run_id, "m", 1.0)
+    assert client.get_run(run.info.run_id).data.metrics == {"m": 1.0}
+    assert client.get_experiment_by_name("Default") is not None  # MLflow's own first open
+    assert sorted(p.name for p in path.parent.iterdir()) == ["mlflow.db"]  # abandoned one gone
+
+
+def test_a_store_another_process_finished_first_is_kept(tmp_path):
+    path = tmp_path / "optuna.db"
+
+    def racing(tmp_url):  # another sweep links its store while this one builds
+        stores.optuna_schema(tmp_url)
+        path.write_bytes(b"theirs")
+
+    assert stores.create_whole(f"sqlite:///{path}", racing) is False
+    assert path.read_bytes() == b"theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["optuna.db"]
+
+
+def test_a_failed_build_leaves_nothing_and_an_existing_store_is_left_alone(tmp_path):
+    path = tmp_path / "optuna.db"
+
+    def failing(tmp_url):
+        stores.optuna_schema(tmp_url)
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        stores.create_whole(f"sqlite:///{path}", failing)
+    assert list(tmp_path.iterdir()) == []
+    assert stores.create_whole(f"sqlite:///{path}", stores.optuna_schema) is True
+    import optuna
+
+    optuna.create_study(study_name="s", storage=f"sqlite:///{path}").optimize(
+        lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    before = path.read_bytes()
+    assert stores.create_whole(f"sqlite:///{path}", stores.optuna_schema) is False
+    assert path.read_bytes() == before
