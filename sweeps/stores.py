@@ -6,27 +6,60 @@ killed in between leaves a file that every later open refuses ("table _alembic_t
 already exists"), so the sweep could never be resumed (test_kill_anywhere, seed 3, CI of
 2026-12-04). Here a new store is built under a temporary name beside its final one and
 linked into place only when its schema is complete; a kill leaves at most the temporary file,
-which the next start removes.
+which a later start on the same host removes.
 """
 from __future__ import annotations
 
+import errno
+import glob
 import logging
 import os
+import socket
 import uuid
 from pathlib import Path
 from typing import Callable
 
 log = logging.getLogger(__name__)
 
-SQLITE_PREFIX = "sqlite:///"
 TMP_MARK = ".creating-"
+# link(2) errors that mean "this file system has no hard links", where rename is the fallback
+NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
 
 
 def sqlite_path(url: str) -> Path | None:
-    """The file behind a ``sqlite:///`` URL; None for any other store (a server, memory)."""
-    if not url.startswith(SQLITE_PREFIX) or url[len(SQLITE_PREFIX):] in ("", ":memory:"):
+    """The file behind a SQLite URL, as SQLAlchemy reads it (percent-decoded, without its
+    query); None for any other store (a server, an in-memory or a ``uri=true`` database)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
         return None
-    return Path(url[len(SQLITE_PREFIX):].split("?", 1)[0])
+    if (parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:")
+            or parsed.query.get("uri")):
+        return None
+    return Path(parsed.database)
+
+
+def _temp_url(url: str, tmp: Path) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(database=str(tmp)).render_as_string(hide_password=False)
+
+
+def _remove_abandoned(path: Path) -> None:
+    """Temporary stores this host's dead processes left (killed while building them). The
+    host is in the name, so a live build on another machine sharing the folder is spared."""
+    host = socket.gethostname()
+    prefix = f".{path.name}{TMP_MARK}"
+    for tmp in path.parent.glob(glob.escape(prefix) + "*"):
+        owner = tmp.name[len(prefix):].removesuffix("-journal").rsplit("-", 2)
+        if len(owner) != 3 or owner[0] != host or not owner[1].isdigit():
+            continue
+        pid = int(owner[1])
+        if pid == os.getpid() or not _alive(pid):  # our own pid: an earlier life of it
+            tmp.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:
@@ -39,14 +72,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _remove_abandoned(path: Path) -> None:
-    """Temporary stores whose creator is dead (killed while building them)."""
-    for tmp in path.parent.glob(f".{path.name}{TMP_MARK}*"):
-        pid = tmp.name[len(f".{path.name}{TMP_MARK}"):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-
-
 def create_whole(url: str, build_schema: Callable[[str], None]) -> bool:
     """Make sure the SQLite store at ``url`` exists with its whole schema; True if this call
     created it. ``build_schema(tmp_url)`` builds the schema in a temporary file, which is
@@ -57,15 +82,20 @@ def create_whole(url: str, build_schema: Callable[[str], None]) -> bool:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(path)
-    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{socket.gethostname()}-{os.getpid()}-"
+                         f"{uuid.uuid4().hex[:8]}")
     try:
-        build_schema(SQLITE_PREFIX + str(tmp))
+        build_schema(_temp_url(url, tmp))
         try:
             os.link(tmp, path)
         except FileExistsError:
             log.info("%s was created by another process meanwhile; using it", path)
             return False
-        except OSError:  # a file system without hard links: rename, still whole
+        except OSError as exc:
+            if exc.errno not in NO_HARD_LINKS:
+                raise
+            # Without hard links a store linked in by another process between this check
+            # and the rename would be replaced; such file systems are rare for a sweep folder.
             if path.exists():
                 return False
             os.rename(tmp, path)
@@ -84,7 +114,7 @@ def mlflow_schema(url: str) -> None:
 
     engine = sqlalchemy.create_engine(url)
     try:
-        utils._initialize_tables(engine)  # MLflow's own first-open step, since 1.x
+        utils._initialize_tables(engine)  # MLflow's own first-open step, 1.x to 3.x
     finally:
         engine.dispose()
 
@@ -96,28 +126,46 @@ def optuna_schema(url: str) -> None:
     storage.engine.dispose()
 
 
+def _ensure(url: str, build_schema: Callable[[str], None], what: str) -> None:
+    try:
+        create_whole(url, build_schema)
+    except Exception as exc:  # sqlalchemy's, MLflow's and Optuna's errors share no base
+        raise OSError(f"could not create the {what} store {sqlite_path(url)} "
+                      f"({type(exc).__name__}: {_first_line(exc)})") from exc
+
+
 def ensure_mlflow_store(uri: str) -> None:
-    create_whole(uri, mlflow_schema)
+    _ensure(uri, mlflow_schema, "MLflow")
+
+
+def ensure_optuna_store(url: str) -> None:
+    _ensure(url, optuna_schema, "Optuna")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def mlflow_client(uri: str):
-    """An ``MlflowClient`` on ``uri``, its SQLite file created whole first. A store that
-    cannot be opened (half made by an older gensweep killed while creating it, or written by
-    another MLflow version) is an OSError that names it, not a SQL traceback."""
+    """An ``MlflowClient`` on ``uri``, its SQLite file created whole first. A local store
+    that cannot be opened is an OSError that names it and says what may help, not a SQL
+    traceback."""
     from mlflow.tracking import MlflowClient
 
     ensure_mlflow_store(uri)
     try:
         return MlflowClient(uri)
-    except Exception as exc:  # sqlalchemy's and MLflow's errors share no base class
+    except Exception as exc:
         path = sqlite_path(uri)
         if path is None:
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise OSError(f"the MLflow store {path} cannot be opened ({first}). If an MLflow "
-                      f"upgrade made it old, `mlflow db upgrade {uri}` migrates it; if it "
-                      f"was left half made, move it aside and start the sweep again") from exc
-
-
-def ensure_optuna_store(url: str) -> None:
-    create_whole(url, optuna_schema)
+        why = f"{type(exc).__name__}: {_first_line(exc)}"
+        if "database is locked" in why:
+            raise OSError(f"the MLflow store {path} is busy ({why}): another process is "
+                          f"writing to it; try again when it is done") from exc
+        raise OSError(
+            f"the MLflow store {path} cannot be opened ({why}). If an older MLflow made it, "
+            f"back it up and run `mlflow db upgrade {uri}`; if a first start was killed while "
+            f"creating it (gensweep before 9789cc9), it holds no runs: move it aside and "
+            f"start the sweep again") from exc

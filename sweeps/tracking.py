@@ -94,8 +94,11 @@ class SweepTracker:
         return self._client
 
     def attach(self, experiment_id: str, parent_run_id: str) -> None:
-        """Continue the parent run a resumed sweep recorded."""
+        """Continue the parent run a resumed sweep recorded. The client is made now, so a
+        local store that cannot be opened stops the sweep here (``OSError``) rather than
+        passing for a tracking server that is down in every later call."""
         self.experiment_id, self.parent_run_id = experiment_id, parent_run_id
+        self.client  # noqa: B018 - made for its check
 
     def open(self, experiment: str, run_name: str, sweep_dir: Path, params: dict, tags: dict,
              sweep_key: str) -> None:

@@ -7,7 +7,8 @@ Both servers bind to 127.0.0.1 (reach them from elsewhere through an SSH tunnel)
 link opens the sweep's experiment on its training runs (the runs table), not MLflow's GenAI
 overview. A sweep logged to a tracking server (``--mlflow-uri http://...``) is already served
 there: only its link is printed. Ctrl-C stops what was started.
-Exit codes: 0 stopped by the user (or --print), 2 bad arguments, 1 a server failed to start.
+Exit codes: 0 stopped by the user (or --print), 2 bad arguments, 1 a server (or its store)
+failed to start.
 """
 from __future__ import annotations
 
@@ -60,12 +61,13 @@ def commands(folder: Path, saved: dict, mlflow_port: int, optuna_port: int) -> d
         out["mlflow"] = {"cmd": [str(Path(sys.executable).parent / "mlflow"), "ui",
                                  "--backend-store-uri", mlflow_uri, "--host", "127.0.0.1",
                                  "--port", str(mlflow_port)],
-                         "url": runs_url(f"http://127.0.0.1:{mlflow_port}", exp)}
+                         "url": runs_url(f"http://127.0.0.1:{mlflow_port}", exp),
+                         "store": mlflow_uri}
     dashboard = shutil.which("optuna-dashboard") or str(
         Path(sys.executable).parent / "optuna-dashboard")
     out["optuna"] = {"cmd": [dashboard, optuna_url, "--host", "127.0.0.1", "--port",
                              str(optuna_port)],
-                     "url": f"http://127.0.0.1:{optuna_port}",
+                     "url": f"http://127.0.0.1:{optuna_port}", "store": optuna_url,
                      "missing": not Path(dashboard).exists()}
     return out
 
@@ -93,6 +95,18 @@ def main(argv=None) -> int:
         print(f"{name:7s} {what['url']}    {shown}", flush=True)
     if args.print:
         return 0
+    from sweeps.stores import ensure_mlflow_store, ensure_optuna_store
+
+    # The UIs would create a missing store in place; a sweep starting meanwhile must find it
+    # whole (sweeps.stores).
+    try:
+        if todo.get("mlflow", {}).get("store"):
+            ensure_mlflow_store(todo["mlflow"]["store"])
+        if "optuna" in todo:
+            ensure_optuna_store(todo["optuna"]["store"])
+    except OSError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
     procs = []
     try:
         for name, what in todo.items():

@@ -38,12 +38,39 @@ def killed_while_creating(uri: str, how: str) -> int:
                           capture_output=True, timeout=300).returncode
 
 
-def test_sqlite_path():
+def test_sqlite_path_is_the_file_sqlalchemy_opens():
     assert stores.sqlite_path("sqlite:////abs/m.db") == Path("/abs/m.db")
     assert stores.sqlite_path("sqlite:///rel/m.db?timeout=5") == Path("rel/m.db")
+    assert stores.sqlite_path("sqlite:////abs/a%20b/m.db") == Path("/abs/a b/m.db")
     for other in ("http://127.0.0.1:5000", "postgresql://u@h/db", "sqlite:///:memory:",
-                  "sqlite://", "file:///tmp/mlruns"):
+                  "sqlite://", "file:///tmp/mlruns", "sqlite:///file:m.db?uri=true"):
         assert stores.sqlite_path(other) is None, other
+
+
+def test_the_temporary_store_keeps_the_urls_options(tmp_path):
+    seen = []
+    url = f"sqlite:///{tmp_path / 'a b' / 'optuna.db'}?timeout=7"
+    assert stores.create_whole(url, lambda u: (seen.append(u), stores.optuna_schema(u)))
+    assert seen[0].endswith("?timeout=7") and ".optuna.db.creating-" in seen[0]
+    assert (tmp_path / "a b" / "optuna.db").is_file()
+
+
+def test_only_this_hosts_dead_builders_files_are_removed(tmp_path):
+    import socket
+
+    host, path = socket.gethostname(), tmp_path / "mlflow.db"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    names = {"dead": f".mlflow.db.creating-{host}-{dead}-0a1b2c3d",
+             "dead journal": f".mlflow.db.creating-{host}-{dead}-0a1b2c3d-journal",
+             "alive": f".mlflow.db.creating-{host}-1-0a1b2c3d",  # init never dies
+             "other host": f".mlflow.db.creating-elsewhere-{dead}-0a1b2c3d",
+             "not ours": ".mlflow.db.creating-notes.txt"}
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"x")
+    stores._remove_abandoned(path)
+    left = {k for k, name in names.items() if (tmp_path / name).exists()}
+    assert left == {"alive", "other host", "not ours"}
 
 
 def test_a_store_killed_while_mlflow_builds_it_is_built_again_whole(tmp_path):
@@ -52,7 +79,7 @@ def test_a_store_killed_while_mlflow_builds_it_is_built_again_whole(tmp_path):
     (tmp_path / "in-place").mkdir()
     assert killed_while_creating(broken, "in-place") == 9
     assert stores.sqlite_path(broken).exists()
-    refused = r"in-place/mlflow.db cannot be opened \(\(sqlite3.OperationalError\)"
+    refused = r"in-place/mlflow.db cannot be opened \(OperationalError: \(sqlite3.Operati"
     with pytest.raises(OSError, match=refused):
         stores.mlflow_client(broken)
 
@@ -101,3 +128,17 @@ def test_a_failed_build_leaves_nothing_and_an_existing_store_is_left_alone(tmp_p
     before = path.read_bytes()
     assert stores.create_whole(f"sqlite:///{path}", stores.optuna_schema) is False
     assert path.read_bytes() == before
+
+
+def test_a_store_another_process_holds_locked_is_called_busy(tmp_path):
+    import sqlite3
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    stores.mlflow_client(uri)
+    holder = sqlite3.connect(tmp_path / "mlflow.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(OSError, match=r"mlflow.db is busy \(.*database is locked\)"):
+            stores.mlflow_client(uri + "?timeout=1")
+    finally:
+        holder.close()
