@@ -72,6 +72,18 @@ def commands(folder: Path, saved: dict, mlflow_port: int, optuna_port: int) -> d
     return out
 
 
+def create_stores(todo: dict) -> None:
+    """Create the local stores the UIs will open, whole (``sweeps.stores``): started on a
+    sweep that has not made them yet, the UIs would build them in place, and a sweep
+    starting meanwhile could find one half made. OSError if one cannot be created."""
+    from sweeps.stores import ensure_mlflow_store, ensure_optuna_store
+
+    if todo.get("mlflow", {}).get("store"):
+        ensure_mlflow_store(todo["mlflow"]["store"])
+    if "optuna" in todo:
+        ensure_optuna_store(todo["optuna"]["store"])
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     from sweeps import state
@@ -95,15 +107,8 @@ def main(argv=None) -> int:
         print(f"{name:7s} {what['url']}    {shown}", flush=True)
     if args.print:
         return 0
-    from sweeps.stores import ensure_mlflow_store, ensure_optuna_store
-
-    # The UIs would create a missing store in place; a sweep starting meanwhile must find it
-    # whole (sweeps.stores).
     try:
-        if todo.get("mlflow", {}).get("store"):
-            ensure_mlflow_store(todo["mlflow"]["store"])
-        if "optuna" in todo:
-            ensure_optuna_store(todo["optuna"]["store"])
+        create_stores(todo)
     except OSError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1

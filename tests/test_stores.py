@@ -142,3 +142,19 @@ def test_a_store_another_process_holds_locked_is_called_busy(tmp_path):
             stores.mlflow_client(uri + "?timeout=1")
     finally:
         holder.close()
+
+
+def test_gensweep_ui_creates_the_stores_it_will_serve_whole(tmp_path):
+    from sweeps.ui import commands, create_stores
+
+    saved = {"mlflow_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}  # a sweep not yet at tracking
+    todo = commands(tmp_path, saved, 5000, 5001)
+    create_stores(todo)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db", "optuna.db"]
+    assert stores.mlflow_client(saved["mlflow_uri"]).get_experiment_by_name("Default")
+    import optuna
+
+    assert optuna.get_all_study_names(f"sqlite:///{tmp_path / 'optuna.db'}") == []
+    # a remote tracking server is not a store to create
+    create_stores(commands(tmp_path / "x", {"mlflow_uri": "http://127.0.0.1:1"}, 5000, 5001))
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["optuna.db"]
