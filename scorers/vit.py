@@ -77,12 +77,20 @@ def check_init(init: str) -> None:
                          "HuggingFace model id like owner/name")
 
 
+# libgomp's spin before an idle OpenMP thread sleeps (GOMP_SPINCOUNT, in rounds).
+SPIN_COUNT = 10_000
+
+
 def _torch():
-    # Spinning OpenMP threads make torch 10-20x slower when the CPU is shared with other
-    # busy processes (measured: 5 s instead of 0.3 s per training step on a shared 2-core
-    # machine); passive waiting costs nothing when the CPU is free. Effective only if torch
-    # is not imported yet, and never overrides the user's own setting.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Between torch's many small parallel regions, idle OpenMP threads either spin or sleep.
+    # Sleeping at once (OMP_WAIT_POLICY=PASSIVE) nearly halves ViT training on a quiet CPU,
+    # where the scorers are fine-tuned; libgomp's default spin (300,000 rounds) wastes the
+    # cores when other busy processes share them. A short spin keeps most of the quiet speed
+    # and costs nothing beside single-threaded work such as the trials
+    # (``bench/omp_wait.py`` prints the ratios). Effective only if torch is not imported yet,
+    # and never overrides the user's own setting.
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", str(SPIN_COUNT))
     import torch
 
     return torch
