@@ -152,6 +152,33 @@ def test_inception_folder_round_trip_gives_the_same_predictions(inception_dir, t
     assert scorer.kind == "inception" and scorer.feature_dim == 2048
 
 
+def test_inception_predictions_are_the_models_own(inception_dir, mnist_test):
+    """The traced inference graph gives what calling the Keras model gives (the definition),
+    for a full batch and a partial one, and after the weights change (a fine-tune evaluates
+    every epoch through the same graph)."""
+    import keras
+
+    from scorers import inception
+
+    model = inception.load(inception_dir)
+    x = (mnist_test.images[:300] / 255.0).astype(np.float32)
+
+    def by_definition():
+        p, f = model(x[..., None], training=False)
+        return p.numpy(), f.numpy()
+
+    for _ in range(2):
+        probs, feats = inception.predict(model, x)
+        want_p, want_f = by_definition()
+        np.testing.assert_allclose(feats, want_f, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(probs, want_p / want_p.sum(1, keepdims=True), atol=1e-6)
+        head = model.get_layer("head")
+        kernel = head.get_weights()
+        head.set_weights([np.roll(kernel[0], 1, axis=1), kernel[1]])  # other classes now
+    assert not np.allclose(probs, inception.predict(model, x)[0], atol=1e-3)
+    assert len(keras.config.backend()) and len(inception._GRAPHS) >= 1
+
+
 def test_cache_is_reused_and_force_retrains(tmp_path):
     root = tmp_path / "cache"
     first = ensure_scorer(**MICRO_VIT, cache_root=root, progress=False)
