@@ -127,14 +127,14 @@ QUICK = Preset(
     # Measured on the 2-core VM in the MNIST sweeps of 2026-12-04 (docs/results-cpu.md): a
     # VAE trial trains 1,700-2,900 images/s beside another, a VAE-GAN trial 500-700; 2,000
     # and 450 make estimate() match their tuning loops (7.5 and 14.0 min, ASHA's rungs and
-    # the scoring included). The two scorers took 8.5-9.8 min with loading on MNIST and
-    # 11.9 on Fashion-MNIST (its 40,000-image Inception 8.7, its 6-epoch ViT 3.2; 18.1
-    # before the ViT's threads stopped sleeping at once, scorers/vit.py), in the
-    # empty-cache sweeps of the same day.
+    # the scoring included). The two scorers took 5.4 min with loading on MNIST and 11.9
+    # on Fashion-MNIST (its 40,000-image Inception 8.7, its 6-epoch ViT 3.2), in the
+    # empty-cache sweeps of 14:09 and 14:38 UTC that day; 8.5-9.8 and 18.1 before the ViT's
+    # threads stopped sleeping at once (scorers/vit.py).
     images_per_s_cpu={"vae": 2000.0, "vaegan": 450.0},
     # Scoring a trial (1K and 5K, every score, CAS, memorisation) takes about a minute
     # while the other trial trains (the 96,000-image VAE-GAN sweep of 2026-12-02).
-    score_seconds=60.0, scorer_minutes_cpu={"default": 9.0, "fashion-mnist": 12.0})
+    score_seconds=60.0, scorer_minutes_cpu={"default": 5.5, "fashion-mnist": 12.0})
 
 # Scores 200 / 500 samples, not 1K / 5K: on a CPU, Inception features for 5,000 images and
 # the 2048-d FID / KID cost minutes, and smoke sweeps exist to exercise the plumbing.
