@@ -237,8 +237,8 @@ def _inference_graph(model):
     """The model's inference pass as one traced graph, made once per model.
 
     Called eagerly, Keras runs InceptionV3's ~300 layers op by op; traced, TensorFlow's graph
-    optimiser fuses them (convolution, batch norm, activation), which predicts about 1.4x as
-    many images per second on one CPU thread (``bench/scoring_throughput.py``) with the same
+    optimiser fuses them (convolution, batch norm, activation), which predicts about 1.5x as
+    many images per second on one CPU thread (``bench/inception_graph.py``) with the same
     features. A fixed signature traces once for every batch size."""
     fn = _GRAPHS.get(model)
     if fn is None:
