@@ -291,3 +291,19 @@ def test_augment_enters_the_hash_only_when_asked_for():
         plain.spec_hash()
     with pytest.raises(ValueError, match="augment must be one of"):
         TrainSpec("mnist", "inception", augment="flip")
+
+
+@pytest.mark.parametrize("env,expected", [
+    ({}, ("10000", None)),  # a short spin: the quiet fine-tune's speed (docs/scorers.md)
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, (None, "PASSIVE")),  # the user's choice stands
+    ({"GOMP_SPINCOUNT": "500"}, ("500", None)),
+])
+def test_vit_sets_how_torchs_idle_threads_wait_before_importing_torch(env, expected):
+    code = ("import os, sys; from scorers import vit; assert 'torch' not in sys.modules; "
+            "vit._torch(); assert 'torch' in sys.modules; "
+            "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))")
+    base = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    out = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True,
+                         text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [str(v) for v in expected]
