@@ -116,9 +116,9 @@ def sweep_id(sweep_dir: Path) -> str:
 
 
 def effective_preset(request: SweepRequest, name: str) -> Preset:
-    """The preset, with the budget of the request's model and the request's overrides
-    (ranges, budget) applied."""
-    preset = PRESETS[name].for_model(MODEL_OF_SPACE[request.space])
+    """The preset, with the budget of the request's model on its dataset and the request's
+    overrides (ranges, budget) applied."""
+    preset = PRESETS[name].for_sweep(MODEL_OF_SPACE[request.space], request.dataset)
     changes = {}
     if request.lr_range is not None:
         changes["lr_range"] = tuple(request.lr_range)

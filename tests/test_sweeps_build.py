@@ -43,7 +43,11 @@ def test_plan_resolves_the_preset_from_the_cluster(tmp_path):
     # two single-thread trials beside the two half-CPU scorer actors on 2 cores
     assert cpu.trial_cpus == 0.5 and cpu.actor_cpus == 0.5 and cpu.concurrency == 2
     assert cpu.objective == ("ts_5k_mean",) and cpu.ns == (1000, 5000)
-    assert cpu.trial_constants["train_images"] == PRESETS["quick"].train_images
+    # MNIST's VAE trials have their own, larger budget; Fashion-MNIST's keep the preset's
+    assert cpu.trial_constants["train_images"] == \
+        PRESETS["quick"].model_budgets["mnist/vae"].train_images > PRESETS["quick"].train_images
+    assert plan_for(tmp_path, space="vae", dataset="fashion-mnist").trial_constants[
+        "train_images"] == PRESETS["quick"].train_images
     assert cpu.scorer_specs["inception"].subset == 18_000
     # a VAE-GAN step costs about three VAE steps: the quick VAE-GAN has its own budget
     vaegan = plan_for(tmp_path, space="vaegan")
@@ -58,8 +62,9 @@ def test_plan_resolves_the_preset_from_the_cluster(tmp_path):
 
     from sweeps.presets import ModelBudget
 
-    with pytest.raises(ValueError, match=r"model_budgets\['vae-gan'\]"):
-        dataclasses.replace(PRESETS["quick"], model_budgets={"vae-gan": ModelBudget()})
+    for key in ("vae-gan", "cifar10/vae", "mnist/vae-gan"):
+        with pytest.raises(ValueError, match=rf"model_budgets\['{key}'\].*dataset/model"):
+            dataclasses.replace(PRESETS["quick"], model_budgets={key: ModelBudget()})
     gpu = plan_for(tmp_path, GPU1, space="vaegan", dataset="fashion-mnist")
     assert gpu.preset.name == "paper" and gpu.trial_gpus == 1.0 and gpu.scheduler == "none"
     assert gpu.paper_point == paper_point("vaegan", "fashion-mnist", PRESETS["paper"])
