@@ -48,7 +48,7 @@ def test_plan_resolves_the_preset_from_the_cluster(tmp_path):
         PRESETS["quick"].model_budgets["mnist/vae"].train_images > PRESETS["quick"].train_images
     assert plan_for(tmp_path, space="vae", dataset="fashion-mnist").trial_constants[
         "train_images"] == PRESETS["quick"].train_images
-    assert cpu.scorer_specs["inception"].subset == 18_000
+    assert cpu.scorer_specs["inception"].subset == 36_000
     # a VAE-GAN step costs about three VAE steps: the quick VAE-GAN has its own budget
     vaegan = plan_for(tmp_path, space="vaegan")
     budget = PRESETS["quick"].model_budgets["vaegan"]
