@@ -145,10 +145,11 @@ QUICK = Preset(
     # Measured on the 2-core VM in the MNIST sweeps of 2026-12-04 (docs/results-cpu.md): a
     # VAE trial trains 1,700-2,900 images/s beside another, a VAE-GAN trial 500-700; 2,000
     # and 450 make estimate() match their tuning loops (7.5 and 14.0 min, ASHA's rungs and
-    # the scoring included). The two scorers took 5.4 min with loading on MNIST and 11.9
-    # on Fashion-MNIST (its 40,000-image Inception 8.7, its 6-epoch ViT 3.2), in the
-    # empty-cache sweeps of 14:09 and 14:38 UTC that day; 8.5-9.8 and 18.1 before the ViT's
-    # threads stopped sleeping at once (scorers/vit.py).
+    # the scoring included). The two scorers took 11.9 min with loading on Fashion-MNIST
+    # (its 40,000-image Inception 8.7, its 6-epoch ViT 3.2) in the empty-cache sweep of
+    # 14:09 UTC that day, and 9.7 on MNIST (its 36,000-image Inception 7.6, ViT 2.1) in
+    # that of 22:09 UTC, on an AMD VM (docs/results-cpu.md); with 8.5 for MNIST that
+    # sweep estimated 24 min and took 23.1.
     images_per_s_cpu={"vae": 2000.0, "vaegan": 450.0},
     # Scoring a trial (1K and 5K, every score, CAS, memorisation) takes about a minute
     # while the other trial trains (the 96,000-image VAE-GAN sweep of 2026-12-02).
