@@ -140,7 +140,9 @@ QUICK = Preset(
         "fashion-mnist/inception": dict(epochs=1, subset=40_000, batch_size=64, lr=2e-3,
                                         schedule="warmup-cosine", augment="degrade-mild"),
         "vit": dict(epochs=3, batch_size=64, lr=1e-3),
-        "fashion-mnist/vit": dict(epochs=6, batch_size=64, lr=1e-3),
+        # 8 epochs, not 6: 6 gave 88.02% on the Intel VM but 87.95% on the AMD one, under
+        # the 88% target (docs/scorers.md); on Intel 7 had given 88.88%
+        "fashion-mnist/vit": dict(epochs=8, batch_size=64, lr=1e-3),
     },
     # Measured on the 2-core VM in the MNIST sweeps of 2026-12-04 (docs/results-cpu.md): a
     # VAE trial trains 1,700-2,900 images/s beside another, a VAE-GAN trial 500-700; 2,000
