@@ -147,15 +147,14 @@ QUICK = Preset(
     # Measured on the 2-core VM in the MNIST sweeps of 2026-12-04 (docs/results-cpu.md): a
     # VAE trial trains 1,700-2,900 images/s beside another, a VAE-GAN trial 500-700; 2,000
     # and 450 make estimate() match their tuning loops (7.5 and 14.0 min, ASHA's rungs and
-    # the scoring included). The two scorers took 11.9 min with loading on Fashion-MNIST
-    # (its 40,000-image Inception 8.7, its 6-epoch ViT 3.2) in the empty-cache sweep of
-    # 14:09 UTC that day, and 9.7 on MNIST (its 36,000-image Inception 7.6, ViT 2.1) in
-    # that of 22:09 UTC, on an AMD VM (docs/results-cpu.md); with 8.5 for MNIST that
-    # sweep estimated 24 min and took 23.1.
+    # the scoring included). On the AMD VM of docs/results-cpu.md the two scorers took 9.7
+    # min with loading on MNIST (its 36,000-image Inception 7.6, ViT 2.1; the sweep
+    # estimated 24 min and took 23.1) and 12.8 on Fashion-MNIST (its 40,000-image
+    # Inception 7.3, its 8-epoch ViT 5.5; estimated 21 with 12.0 here, took 22.7).
     images_per_s_cpu={"vae": 2000.0, "vaegan": 450.0},
     # Scoring a trial (1K and 5K, every score, CAS, memorisation) takes about a minute
     # while the other trial trains (the 96,000-image VAE-GAN sweep of 2026-12-02).
-    score_seconds=60.0, scorer_minutes_cpu={"default": 8.5, "fashion-mnist": 12.0})
+    score_seconds=60.0, scorer_minutes_cpu={"default": 8.5, "fashion-mnist": 13.0})
 
 # Scores 200 / 500 samples, not 1K / 5K: on a CPU, Inception features for 5,000 images and
 # the 2048-d FID / KID cost minutes, and smoke sweeps exist to exercise the plumbing.
