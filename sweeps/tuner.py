@@ -168,11 +168,18 @@ def can_resume(tune_dir) -> bool:
     ``Tuner.can_restore`` only looks for the pickled Tuner, written when ``fit()`` starts,
     before the first experiment state. A sweep killed in between would "restore" into a
     Tune that finds no state, restarts with one trial and ends there (seen in
-    test_kill_anywhere, 2026-12-04), so such a folder counts as never started."""
+    test_kill_anywhere, 2026-12-04), so such a folder counts as never started.
+
+    The same holds until the search generator's state is saved too: Tune writes the
+    experiment state (the trials made so far) first and ``search_gen_state-*.json`` (how
+    many trials to make) after it. A resume without the latter never asks the search for
+    more trials, because a restored run skips ``add_configurations``: it ran only the one
+    trial already made and called the sweep finished (test_kill_anywhere, 2026-12-05)."""
     from ray import tune
 
     path = Path(tune_dir)
-    return tune.Tuner.can_restore(str(path)) and any(path.glob("experiment_state-*.json"))
+    return (tune.Tuner.can_restore(str(path)) and any(path.glob("experiment_state-*.json"))
+            and any(path.glob("search_gen_state-*.json")))
 
 
 def restore_tuner(plan, ceiling: dict | None = None):

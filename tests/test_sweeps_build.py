@@ -388,8 +388,9 @@ def test_asha_lets_the_paper_point_finish(tmp_path):
 
 
 def test_a_tune_folder_without_an_experiment_state_is_not_resumed(tmp_path):
-    """Tune writes tuner.pkl when fit() starts and its experiment state later; a sweep killed
-    in between must start its tuning afresh, not "restore" into a one-trial restart."""
+    """Tune writes tuner.pkl when fit() starts, then its experiment state, then its search
+    generator's state; a sweep killed before the last must start its tuning afresh, not
+    "restore" into a run of only the trials made so far."""
     from sweeps.tuner import can_resume
 
     tune_dir = tmp_path / "tune"
@@ -398,4 +399,7 @@ def test_a_tune_folder_without_an_experiment_state_is_not_resumed(tmp_path):
     (tune_dir / "tuner.pkl").write_bytes(b"")
     assert not can_resume(tune_dir)  # the window a kill can hit
     (tune_dir / "experiment_state-2026-12-04_08-48-15.json").write_text("{}")
+    # the trials are saved but not how many to make: a resume would make no more
+    assert not can_resume(tune_dir)
+    (tune_dir / "search_gen_state-2026-12-04_08-48-15.json").write_text("{}")
     assert can_resume(tune_dir)
