@@ -15,7 +15,8 @@ import sys
 
 from scorers.degrade import AUGMENTS
 from scorers.spec import KINDS, SCHEDULES
-from trainables.cli import ArgumentParser, fail, positive_int, setup_logging, unit_float
+from trainables.cli import (ArgumentParser, fail, interrupts, positive_int, setup_logging,
+                            unit_float)
 from trainables.datasets import DATASETS
 
 log = logging.getLogger(__name__)
@@ -60,12 +61,13 @@ def main(argv=None) -> int:
     from trainables.datasets import DatasetError
 
     try:
-        folder = ensure_scorer(
-            args.dataset, args.scorer, init=args.init, epochs=args.epochs, subset=args.subset,
-            batch_size=args.batch_size, lr=args.lr, eval_subset=args.eval_subset,
-            schedule=args.schedule, augment=args.augment,
-            data_dir=args.data_dir, cache_root=args.cache_root, force=args.force,
-            seed=args.seed, folder=args.out, progress=not args.no_progress)
+        with interrupts():
+            folder = ensure_scorer(
+                args.dataset, args.scorer, init=args.init, epochs=args.epochs,
+                subset=args.subset, batch_size=args.batch_size, lr=args.lr,
+                eval_subset=args.eval_subset, schedule=args.schedule, augment=args.augment,
+                data_dir=args.data_dir, cache_root=args.cache_root, force=args.force,
+                seed=args.seed, folder=args.out, progress=not args.no_progress)
     except ScorerInitError as exc:
         fail("finetune.py", str(exc), 2)
     except ValueError as exc:

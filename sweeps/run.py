@@ -22,7 +22,8 @@ try:
     from sweeps.presets import PRESETS
     from sweeps.request import SCHEDULERS
     from sweeps.spaces import CONDITIONAL, SPACES
-    from trainables.cli import ArgumentParser, number, positive_int, setup_logging, value_range
+    from trainables.cli import (ArgumentParser, interrupts, number, positive_int, setup_logging,
+                                value_range)
     from trainables.datasets import DATASETS
 except ModuleNotFoundError as exc:  # run as a script from a checkout that was not installed
     sys.exit(f"sweeps/run.py: error: {exc}; install gensweep first: pip install -e .")
@@ -136,19 +137,13 @@ def describe(plan) -> str:
             f"time; estimated {span}")
 
 
-def stop_on_signals() -> None:
+def stop_on_signals():
     """Ctrl-C and SIGTERM end the sweep at once, at any phase, as KeyboardInterrupt: every
     phase is recorded in sweep.json and trials checkpoint every round, so ``--resume``
     continues from there. Tune's own SIGINT handling (wind down, then return as if done) is
     turned off, since a sweep that returned would be reported as finished."""
-    import signal
-
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
+    return interrupts()
 
 
 def main(argv=None) -> int:
@@ -166,27 +161,27 @@ def main(argv=None) -> int:
     from trainables.datasets import DatasetError
 
     storage = args.storage or (request.storage if request else None)
-    stop_on_signals()
     try:
-        if saved is not None:
-            try:
-                plan = SweepPlan.from_dict(saved["plan"]) if "plan" in saved else None
-            except ValueError as exc:
-                parser.error(str(exc))
-            request = plan.request if plan else _legacy_request(saved, args)
-        preflight(request)
-        if saved is None:
-            plan = plan_sweep(request)
-            saved = new_state(plan)
-        elif plan is None:  # a legacy sweep: its trials' configs carry every setting
-            plan = dataclasses.replace(plan_sweep(request), trial_constants={})
-        if saved.get("phase") == "finished":
-            if not mlflow_incomplete(plan, saved):
-                return report_finished(plan, saved)
-            print("the sweep has finished, but its MLflow record is incomplete (the tracking "
-                  "server was down); logging it again", flush=True)
-        print(describe(plan), flush=True)
-        summary = run_sweep(plan, saved)
+        with stop_on_signals():
+            if saved is not None:
+                try:
+                    plan = SweepPlan.from_dict(saved["plan"]) if "plan" in saved else None
+                except ValueError as exc:
+                    parser.error(str(exc))
+                request = plan.request if plan else _legacy_request(saved, args)
+            preflight(request)
+            if saved is None:
+                plan = plan_sweep(request)
+                saved = new_state(plan)
+            elif plan is None:  # a legacy sweep: its trials' configs carry every setting
+                plan = dataclasses.replace(plan_sweep(request), trial_constants={})
+            if saved.get("phase") == "finished":
+                if not mlflow_incomplete(plan, saved):
+                    return report_finished(plan, saved)
+                print("the sweep has finished, but its MLflow record is incomplete (the tracking "
+                      "server was down); logging it again", flush=True)
+            print(describe(plan), flush=True)
+            summary = run_sweep(plan, saved)
     except PlanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

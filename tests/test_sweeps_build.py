@@ -4,6 +4,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -403,3 +404,30 @@ def test_a_tune_folder_without_an_experiment_state_is_not_resumed(tmp_path):
     assert not can_resume(tune_dir)
     (tune_dir / "search_gen_state-2026-12-04_08-48-15.json").write_text("{}")
     assert can_resume(tune_dir)
+
+
+def test_a_stop_that_lands_inside_an_import_is_still_a_stop():
+    """CI caught SIGTERM arriving while TensorFlow imported: its pybind module turned the
+    KeyboardInterrupt into ``ImportError: initialization failed`` and the sweep died with a
+    traceback and exit 1 instead of 130 and the resume command. Here the same conversion is
+    made by hand around a real SIGTERM. ``finetune.py`` stops the same way."""
+    import signal
+
+    from sweeps.run import stop_on_signals
+
+    def import_that_swallows_the_interrupt():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except KeyboardInterrupt as exc:
+            raise ImportError("initialization failed") from exc
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with stop_on_signals():
+            import_that_swallows_the_interrupt()
+    assert signal.getsignal(signal.SIGTERM) is before  # handlers are given back
+    # without a stop, an error stays what it is
+    with pytest.raises(ImportError):
+        with stop_on_signals():
+            raise ImportError("a real one")

@@ -5,9 +5,12 @@ logging set-up. It sits in the lowest package so that ``trainables``, ``scorers`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 
 # Framework chatter that buries the lines a user runs a command for (kept at WARNING).
 NOISY_LOGGERS = ("tensorflow", "absl", "h5py", "urllib3", "filelock", "httpx",
@@ -84,3 +87,29 @@ def int_list(text: str) -> tuple[int, ...]:
     if not values:
         raise argparse.ArgumentTypeError("expected at least one integer")
     return values
+
+
+@contextlib.contextmanager
+def interrupts():
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt inside the block, so a command stops at
+    once with its own message and exit code 130.
+
+    An interrupt that lands inside a C extension's import does not come out as
+    KeyboardInterrupt: TensorFlow's pybind modules turn it into ``ImportError:
+    initialization failed``. Once a stop was asked for, any error is that stop."""
+    stopping = threading.Event()
+
+    def interrupt(signum, frame):
+        stopping.set()
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    except Exception as exc:
+        if stopping.is_set():
+            raise KeyboardInterrupt from exc
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
