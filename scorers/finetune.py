@@ -15,8 +15,8 @@ import sys
 
 from scorers.degrade import AUGMENTS
 from scorers.spec import KINDS, SCHEDULES
-from trainables.cli import (ArgumentParser, fail, interrupts, positive_int, setup_logging,
-                            unit_float)
+from trainables.cli import (ArgumentParser, exit_interrupted, fail, interrupts,
+                            positive_int, setup_logging, unit_float)
 from trainables.datasets import DATASETS
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,9 @@ def main(argv=None) -> int:
         fail("finetune.py", f"{exc.filename or args.out or 'the scorer cache'}: "
                             f"{exc.strerror or exc}", 1)
     except KeyboardInterrupt:
-        fail("finetune.py", "interrupted; nothing was placed in the cache (run it again)", 130)
+        print("finetune.py: error: interrupted; nothing was placed in the cache (run it again)",
+              file=sys.stderr)
+        exit_interrupted(130)
     meta = read_metadata(folder)
     if args.json:
         print(json.dumps({"folder": str(folder), **meta}, indent=2, sort_keys=True))

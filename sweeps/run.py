@@ -22,8 +22,8 @@ try:
     from sweeps.presets import PRESETS
     from sweeps.request import SCHEDULERS
     from sweeps.spaces import CONDITIONAL, SPACES
-    from trainables.cli import (ArgumentParser, interrupts, number, positive_int, setup_logging,
-                                value_range)
+    from trainables.cli import (ArgumentParser, exit_interrupted, interrupts, number,
+                                positive_int, setup_logging, value_range)
     from trainables.datasets import DATASETS
 except ModuleNotFoundError as exc:  # run as a script from a checkout that was not installed
     sys.exit(f"sweeps/run.py: error: {exc}; install gensweep first: pip install -e .")
@@ -191,7 +191,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted; finished trials are kept. Continue with:\n"
               f"  python sweeps/run.py --resume --storage {storage}", file=sys.stderr)
-        return 130
+        exit_interrupted(130)
     print()
     print(report.format_table(summary["ranked"] or summary["rows"], plan.request.space,
                               plan.request.dataset, plan.ns, summary["ceiling"]))

@@ -427,6 +427,17 @@ def test_a_stop_that_lands_inside_an_import_is_still_a_stop():
         with stop_on_signals():
             import_that_swallows_the_interrupt()
     assert signal.getsignal(signal.SIGTERM) is before  # handlers are given back
+    # a KeyboardInterrupt that a library swallows is asked for again
+    started = time.time()
+    with pytest.raises(KeyboardInterrupt):
+        with stop_on_signals():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            except KeyboardInterrupt:
+                pass
+            time.sleep(30)
+    assert time.time() - started < 10
     # without a stop, an error stays what it is
     with pytest.raises(ImportError):
         with stop_on_signals():

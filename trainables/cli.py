@@ -90,26 +90,58 @@ def int_list(text: str) -> tuple[int, ...]:
 
 
 @contextlib.contextmanager
-def interrupts():
+def interrupts(repeat_s: float = 3.0):
     """Ctrl-C and SIGTERM raise KeyboardInterrupt inside the block, so a command stops at
     once with its own message and exit code 130.
 
-    An interrupt that lands inside a C extension's import does not come out as
-    KeyboardInterrupt: TensorFlow's pybind modules turn it into ``ImportError:
-    initialization failed``. Once a stop was asked for, any error is that stop."""
-    stopping = threading.Event()
+    Libraries do not always let that KeyboardInterrupt through. TensorFlow's pybind modules
+    turn one raised during their import into ``ImportError: initialization failed``; where
+    that import is optional (``except ImportError``) it is swallowed, and a fine-tune went on
+    for minutes after SIGTERM. So once a stop was asked for, any error is that stop, and
+    the stop is asked again every ``repeat_s`` seconds until the block is left."""
+    left = threading.Event()
+    main = threading.get_ident()
+    again: list[threading.Thread] = []  # started by the first signal: a stop was asked for
+
+    def ask_again(signum):
+        while not left.wait(repeat_s):
+            signal.pthread_kill(main, signum)
 
     def interrupt(signum, frame):
-        stopping.set()
+        if not again:
+            again.append(threading.Thread(target=ask_again, args=(signum,), daemon=True,
+                                          name="interrupt-again"))
+            again[0].start()
         raise KeyboardInterrupt
 
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     except Exception as exc:
-        if stopping.is_set():
+        if again:
             raise KeyboardInterrupt from exc
         raise
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        left.set()
+        try:
+            for thread in again:  # its last signal, if any, lands while our handler is in place
+                thread.join()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def exit_interrupted(code: int = 130):
+    """End an interrupted command now: run the exit handlers (Ray's shutdown, logging's
+    flush), then leave without the interpreter's finalisation.
+
+    A TensorFlow stopped mid-import or mid-fit can leave native threads that call into
+    Python; finalisation then aborts (``Fatal Python error: PyThreadState_Get``, exit -6,
+    once in 100 stops of ``scorers/finetune.py`` on 2026-12-05) after the interrupt message
+    was printed. Nothing is left to do by then: every file was already written or removed."""
+    import atexit
+
+    atexit._run_exitfuncs()  # what sys.exit would run, in the same order
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
