@@ -206,7 +206,8 @@ def resolve_plan(request: SweepRequest, cluster: Cluster,
                  "train_images": preset.train_images, "report_images": preset.report_images,
                  "seed": request.seed, "n_samples": list(preset.ns),
                  "labelled_samples": max(preset.ns),
-                 "data_dir": request.data_dir, "compile": request.compile}
+                 "data_dir": request.data_dir, "compile": request.compile,
+                 "sampler": request.sampler}
     if request.conditional == "on":
         constants["conditional"] = True
     if preset.epochs is not None and preset.epochs[0] == preset.epochs[1]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from scorers.keys import OBJECTIVES
 from sweeps.presets import PRESETS
 from sweeps.spaces import CONDITIONAL, SPACES
+from trainables.config import SAMPLERS
 
 SCHEDULERS = ("none", "asha")
 
@@ -44,6 +45,7 @@ class SweepRequest:
     train_images: int | None = None
     compile: bool = False
     conditional: str = "off"  # sweeps.spaces.CONDITIONAL
+    sampler: str = "prior"  # trainables.config.SAMPLERS
 
     def __post_init__(self):
         def fail(what: str):
@@ -58,6 +60,12 @@ class SweepRequest:
         if self.conditional not in CONDITIONAL:
             fail(f"conditional {self.conditional!r} unknown; choose one of "
                  f"{', '.join(CONDITIONAL)}")
+        if self.sampler not in SAMPLERS:
+            fail(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if self.sampler != "prior" and self.conditional != "off":
+            fail(f"sampler {self.sampler!r} draws unconditional samples; a class-conditional "
+                 f"sweep (--conditional {self.conditional}) draws from the prior, class by "
+                 f"class: use --sampler prior or --conditional off")
         if self.scheduler is not None and self.scheduler not in SCHEDULERS:
             fail(f"unknown scheduler {self.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
         if self.lr_range is not None:

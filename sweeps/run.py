@@ -24,6 +24,7 @@ try:
     from sweeps.spaces import CONDITIONAL, SPACES
     from trainables.cli import (ArgumentParser, exit_interrupted, interrupts, number,
                                 positive_int, setup_logging, value_range)
+    from trainables.config import SAMPLERS
     from trainables.datasets import DATASETS
 except ModuleNotFoundError as exc:  # run as a script from a checkout that was not installed
     sys.exit(f"sweeps/run.py: error: {exc}; install gensweep first: pip install -e .")
@@ -53,6 +54,10 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--train-images", type=positive_int, metavar="N",
                    help="an image budget: every trial trains on N images, instead of the "
                         "preset's budget")
+    p.add_argument("--sampler", choices=SAMPLERS, default="prior",
+                   help="where each trial's scored samples come from: prior (z ~ N(0, I), as "
+                        "the paper) or latent-gmm (z from a 10-component Gaussian mixture "
+                        "fitted to the encoder's codes of the trial's training images)")
     p.add_argument("--conditional", nargs="?", const="on", choices=CONDITIONAL, default="off",
                    help="class-conditional models: on (every trial; the bare flag), search "
                         "(chosen per trial; the paper-config trial stays unconditional), or "
@@ -116,7 +121,7 @@ def request_from_args(args, parser):
             data_dir=args.data_dir or os.environ.get("GENSWEEP_DATA_DIR"),
             lr_range=args.lr_range, epochs_range=args.epochs_range,
             train_images=args.train_images, compile=args.compile,
-            conditional=args.conditional), None
+            conditional=args.conditional, sampler=args.sampler), None
     except ValueError as exc:
         parser.error(str(exc))
 
@@ -132,6 +137,8 @@ def describe(plan) -> str:
                if plan.estimate_max_minutes > plan.estimate_minutes + 0.5 else ""))
     kind = {"on": " (class-conditional)", "search": " (conditional searched)"}.get(
         r.conditional, "")
+    if r.sampler != "prior":
+        kind += f" (samples from {r.sampler})"
     return (f"preset {preset.name}{chosen}: {plan.num_samples} trials of {r.space}{kind} on "
             f"{r.dataset} ({budget}, scheduler {plan.scheduler}), {plan.concurrency} at a "
             f"time; estimated {span}")

@@ -9,7 +9,9 @@
 Writes three files, each atomically (a half-written export never replaces a good one):
 
 * ``OUT`` (.npz, no pickle): ``images`` uint8 (N, 28, 28), and ``labels`` uint8 (N,) for
-  labelled modes. ``--mode prior`` draws z ~ N(0, I) (unlabelled); ``reference`` starts
+  labelled modes. ``--mode prior`` draws z ~ N(0, I) (unlabelled); ``latent-gmm`` draws z
+  from a Gaussian mixture fitted to the encoder's codes of the training images (unlabelled;
+  what a sweep run with ``--sampler latent-gmm`` scored); ``reference`` starts
   from real training images of each class (z ~ q(z|x), labelled with that class);
   ``conditional`` (a model trained with ``--conditional``) decodes z ~ N(0, I) with each
   class in turn. The default is ``conditional`` for a conditional model, else
@@ -43,7 +45,8 @@ except ModuleNotFoundError as exc:  # run as a script from a checkout that was n
 
 log = logging.getLogger(__name__)
 PROG = "gensweep synthesize"
-MODES = ("prior", "reference", "conditional")
+MODES = ("prior", "latent-gmm", "reference", "conditional")
+UNLABELLED = ("prior", "latent-gmm")
 SCORE_N = 5000
 
 
@@ -109,6 +112,7 @@ def generate(model, cfg, mode: str, n: int, seed: int, data_dir):
     from trainables.samples import (
         balanced_labels,
         sample_conditional,
+        sample_latent_gmm,
         sample_prior,
         sample_reference,
     )
@@ -118,6 +122,8 @@ def generate(model, cfg, mode: str, n: int, seed: int, data_dir):
     if mode == "conditional":
         return sample_conditional(model, balanced_labels(n, seed, shuffle=False), seed)
     data = load_dataset(cfg.dataset, data_dir or cfg.data_dir, subset=cfg.subset, seed=cfg.seed)
+    if mode == "latent-gmm":  # fitted to the images the generator trained on
+        return sample_latent_gmm(model, data.train.images, n, seed), None
     return sample_reference(model, data.train.images, data.train.labels, n, seed)
 
 
@@ -204,9 +210,9 @@ def main(argv=None) -> int:
     out = Path(args.out)
     if out.suffix != ".npz":
         fail(PROG, f"--out {out}: expected a FILE.npz")
-    if args.mode == "prior" and args.classes:
-        fail(PROG, "--classes balanced needs labels: prior samples carry none; use "
-                   "--mode reference")
+    if args.mode in UNLABELLED and args.classes:
+        fail(PROG, f"--classes balanced needs labels: {args.mode} samples carry none; use "
+                   f"--mode reference")
     if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
         fail(PROG, f"--out {out}: the folder {out.parent} does not exist or is not writable")
     saved = None

@@ -171,6 +171,33 @@ def test_export_refuses_conditional_mode_for_an_unconditional_model(tmp_path, ch
     assert not list(tmp_path.iterdir())
 
 
+def test_export_from_the_latent_mixture_is_unlabelled_and_only_for_unconditional_models(
+        tmp_path, checkpoints, capsys):
+    import json
+
+    from sweeps import synthesize
+
+    out = tmp_path / "gmm.npz"
+    assert synthesize.main(["--checkpoint", str(checkpoints[False]), "--mode", "latent-gmm",
+                            "--n", "150", "--no-score", "--out", str(out)]) == 0
+    with np.load(out, allow_pickle=False) as data:
+        assert data.files == ["images"] and data["images"].shape == (150, 28, 28)
+        gmm = data["images"]
+    prior = tmp_path / "prior.npz"
+    synthesize.main(["--checkpoint", str(checkpoints[False]), "--mode", "prior", "--n", "150",
+                     "--no-score", "--out", str(prior)])
+    with np.load(prior, allow_pickle=False) as data:
+        assert not np.array_equal(data["images"], gmm)
+    assert json.loads(out.with_suffix(".json").read_text())["mode"] == "latent-gmm"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        synthesize.main(["--checkpoint", str(checkpoints[True]), "--mode", "latent-gmm",
+                         "--no-score", "--out", str(tmp_path / "x.npz")])
+    err = [l for l in capsys.readouterr().err.splitlines() if "error" in l.lower()]
+    assert exc.value.code == 2 and "class-conditional" in err[0]
+    assert not (tmp_path / "x.npz").exists()
+
+
 def test_resuming_a_conditional_run_without_the_flag_names_it(tmp_path):
     from trainables.checkpoint import CheckpointError
     from trainables.trainable import LocalReporter, run_training

@@ -36,6 +36,9 @@ def test_cli_choices_come_from_the_registries():
     from sweeps.spaces import CONDITIONAL
 
     assert tuple(actions["conditional"].choices) == CONDITIONAL
+    from trainables.config import SAMPLERS
+
+    assert tuple(actions["sampler"].choices) == SAMPLERS
 
 
 def test_plan_resolves_the_preset_from_the_cluster(tmp_path):
@@ -82,6 +85,19 @@ def test_plan_round_trips_through_json(tmp_path):
                     lr_range=(1e-4, 1e-3))
     again = SweepPlan.from_dict(json.loads(json.dumps(plan.to_dict())))
     assert again == plan
+
+
+def test_the_sampler_reaches_every_trial_as_a_constant_not_a_hyperparameter(tmp_path):
+    from trainables.config import TrainConfig
+
+    plan = plan_for(tmp_path, space="vaegan", sampler="latent-gmm")
+    assert plan.trial_constants["sampler"] == "latent-gmm"
+    assert "sampler" not in plan.paper_point
+    cfg = TrainConfig.from_dict({**plan.trial_constants, **plan.paper_point})
+    assert cfg.sampler == "latent-gmm"
+    assert plan_for(tmp_path, space="vaegan").trial_constants["sampler"] == "prior"
+    # a sweep.json written before the setting existed resumes with the prior
+    assert SweepRequest.from_dict({"space": "vae"}).sampler == "prior"
 
 
 def test_plan_refuses_more_gpus_than_the_cluster_has(tmp_path):
@@ -207,6 +223,8 @@ def _run(*args):
     (["--space", "vae", "--train-images", "0"], "0 must be >= 1"),
     (["--space", "vae", "--scheduler", "hyperband"], "'hyperband'"),
     (["--space", "vae", "--conditional", "maybe"], "'maybe'"),
+    (["--space", "vae", "--sampler", "gmm"], "'gmm'"),
+    (["--space", "vae", "--sampler", "latent-gmm", "--conditional"], "--conditional on"),
     (["--resume"], "--resume needs --storage"),
     ([], "--space is required"),
 ])

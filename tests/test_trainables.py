@@ -244,3 +244,38 @@ def test_packages_import_without_heavy_frameworks():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "", f"importing the packages loaded: {r.stdout.strip()}"
+
+
+def test_latent_mixture_draws_where_the_codes_are_not_from_the_prior():
+    from trainables.samples import latent_mixture
+
+    rng = np.random.default_rng(1)
+    # two tight clusters far from the origin: where a trained encoder might put two classes
+    codes = np.concatenate([rng.normal(3.0, 0.1, (500, 4)), rng.normal(-2.0, 0.2, (500, 4))])
+    z = latent_mixture(codes, 2000, seed=0)
+    assert z.shape == (2000, 4) and z.dtype == np.float32
+    assert np.array_equal(z, latent_mixture(codes, 2000, seed=0))
+    near = np.minimum(np.abs(z - 3.0).max(1), np.abs(z + 2.0).max(1))
+    assert (near < 1.0).mean() > 0.99  # N(0, I) would put almost none there
+    # shuffled: a prefix holds both clusters in about their shares, not one component
+    assert 0.35 < (z[:200, 0] > 0).mean() < 0.65
+
+
+@pytest.mark.parametrize("model", ["vae", "vaegan"])
+def test_a_trial_can_score_latent_mixture_samples(tmp_path, model):
+    prior = run_training(TrainConfig(model=model, epochs=1, **TINY), LocalReporter(tmp_path / "p"))
+    cfg = TrainConfig(model=model, epochs=1, sampler="latent-gmm", **TINY)
+    seen = []
+    gmm = run_training(cfg, LocalReporter(tmp_path / "g"),
+                       scorer=lambda samples, labelled: seen.append(samples) or {})
+    assert gmm.status == "finished" and gmm.samples.shape == (128, 28, 28)
+    assert seen and seen[0] is gmm.samples  # what is scored is what the sampler drew
+    # the same weights (the sampler draws after training), other samples
+    assert not np.array_equal(gmm.samples, prior.samples)
+    state = json.loads(sorted((tmp_path / "g" / "checkpoints").iterdir())[-1]
+                       .joinpath("state.json").read_text())
+    assert state["config"]["sampler"] == "latent-gmm"
+    with pytest.raises(ConfigError, match="sampler"):
+        TrainConfig(sampler="gmm")
+    with pytest.raises(ConfigError, match="class-conditional"):
+        TrainConfig(sampler="latent-gmm", conditional=True)

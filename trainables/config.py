@@ -8,6 +8,11 @@ from trainables.datasets import DATASETS
 
 MODELS = ("vae", "vaegan")
 ARCHS = ("paper", "small")
+# Where the decoder's z comes from (trainables.samples.draw_samples): the prior N(0, I), as
+# the paper scores its models, or a Gaussian mixture fitted to where the encoder puts the
+# training images (ex-post density estimation, Ghosh et al. 2020; pythae's
+# GaussianMixtureSampler), the paper's "latent space distribution of VAE".
+SAMPLERS = ("prior", "latent-gmm")
 
 # Section 4.2: Adam, batch 256, MSE reconstruction; VAE lr 1e-3; VAE-GAN lr 1e-4 (MNIST) and
 # 1e-3 (Fashion-MNIST); latent 16 (MNIST) / 32 (Fashion-MNIST); 67 / 85 epochs (the paper
@@ -55,6 +60,7 @@ class TrainConfig:
     # Learning rate over the run: constant (the paper's Adam), or cosine decay to 0 over the
     # whole budget, which a short budget gains most from.
     lr_schedule: str = "constant"
+    sampler: str = "prior"  # SAMPLERS
     seed: int = 0
     n_samples: tuple[int, ...] = (1000, 5000)
     # Also draw this many labelled samples at the end, for train-on-synthetic accuracy: by
@@ -108,6 +114,10 @@ class TrainConfig:
                 bad(name, "must be a positive number of images (or omitted)")
         if not isinstance(self.conditional, bool):
             bad("conditional", "must be true or false")
+        if self.sampler not in SAMPLERS:
+            bad("sampler", f"must be one of {', '.join(SAMPLERS)}")
+        if self.sampler != "prior" and self.conditional:
+            bad("sampler", "a class-conditional model draws from the prior, class by class")
         if self.conditional and self.model == "vaegan" and self.reconstruction_layer in (5, -1):
             # the conditional discriminator's last layer sees the label; its inner ones do not
             bad("reconstruction_layer", "must be 1..4 for a conditional VAE-GAN (layer 5 is "

@@ -1,5 +1,6 @@
-"""Samples from the prior (the paper scores 1,000 and 5,000 of them), labelled samples
-guided by real images of each class or drawn from a class-conditional model, and PNG grids.
+"""Samples from the prior (the paper scores 1,000 and 5,000 of them) or from a mixture
+fitted to the encoder's latent codes, labelled samples guided by real images of each class
+or drawn from a class-conditional model, and PNG grids.
 
 One seeded draw of ``max(n_samples)`` images is saved; the 1K set is its first 1,000 images (a
 prefix of an i.i.d. sample is itself an i.i.d. sample), so 1K and 5K scores come from one
@@ -26,6 +27,59 @@ def sample_prior(model, n: int, seed: int = 0, batch_size: int = 500) -> np.ndar
     if is_conditional(model):
         return sample_conditional(model, balanced_labels(n, seed), seed, batch_size)[0]
     return _decode(model, n, None, seed, batch_size)
+
+
+def draw_samples(model, sampler: str, n: int, seed: int, train_images: np.ndarray,
+                 batch_size: int = 500) -> np.ndarray:
+    """``n`` unlabelled images from ``sampler`` (trainables.config.SAMPLERS), uint8."""
+    if sampler == "latent-gmm":
+        return sample_latent_gmm(model, train_images, n, seed, batch_size=batch_size)
+    return sample_prior(model, n, seed=seed, batch_size=batch_size)
+
+
+GMM_COMPONENTS, GMM_FIT_IMAGES = 10, 10_000
+
+
+def latent_mixture(codes: np.ndarray, n: int, seed: int = 0,
+                   components: int = GMM_COMPONENTS) -> np.ndarray:
+    """``n`` latent vectors from a Gaussian mixture (``components``, full covariances)
+    fitted to ``codes`` (N, latent), seeded; in a shuffled order, so any prefix is an
+    i.i.d. draw (sklearn draws component by component)."""
+    from sklearn.mixture import GaussianMixture
+
+    codes = np.asarray(codes, np.float64)
+    gmm = GaussianMixture(min(components, len(codes)), covariance_type="full",
+                          random_state=seed).fit(codes)
+    z, _ = gmm.sample(n)
+    return z[np.random.default_rng(seed).permutation(n)].astype(np.float32)
+
+
+@torch.no_grad()
+def sample_latent_gmm(model, train_images: np.ndarray, n: int, seed: int = 0,
+                      fit_images: int = GMM_FIT_IMAGES, batch_size: int = 500) -> np.ndarray:
+    """``n`` images decoded from :func:`latent_mixture` fitted to the encoder's means of
+    ``fit_images`` seeded training images, as uint8 (n, 28, 28).
+
+    A VAE's encoder does not fill N(0, I): the codes of real images leave holes, and the
+    prior's draws that land there decode to blurred, in-between shapes. Sampling where the
+    training images are encoded (Ghosh et al. 2020, "From Variational to Deterministic
+    Autoencoders"; pythae's GaussianMixtureSampler, 10 components) avoids them. The
+    mixture is fitted afresh for each call: about 2.6 s for 5,000 samples on one CPU
+    thread (the small networks, 2026-12-05)."""
+    if is_conditional(model):
+        raise ValueError("a class-conditional model draws from the prior, class by class")
+    model.eval()
+    device = next(model.parameters()).device
+    pick = np.sort(np.random.default_rng(seed).choice(
+        len(train_images), min(fit_images, len(train_images)), replace=False))
+    codes = []
+    for start in range(0, len(pick), batch_size):
+        x = torch.from_numpy(train_images[pick[start:start + batch_size]]).float()
+        codes.append(model.encoder(x.div_(255.0).unsqueeze(1).to(device)).embedding.cpu())
+    z = torch.from_numpy(latent_mixture(torch.cat(codes).numpy(), n, seed))
+    out = [_to_uint8(model.decoder(z[s:s + batch_size].to(device)).reconstruction
+                     .reshape(-1, 28, 28)) for s in range(0, n, batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, 28, 28), np.uint8)
 
 
 def balanced_labels(n: int, seed: int = 0, shuffle: bool = True) -> np.ndarray:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 try:
     from trainables.cli import ArgumentParser, int_list, positive_float, positive_int
-    from trainables.config import ARCHS, MODELS, ConfigError, TrainConfig
+    from trainables.config import ARCHS, MODELS, SAMPLERS, ConfigError, TrainConfig
     from trainables.datasets import DATASETS
 except ModuleNotFoundError as exc:  # run as a script from a checkout that was not installed
     sys.exit(f"trainables/train.py: error: {exc}; install gensweep first: pip install -e .")
@@ -55,7 +55,10 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
                    help="cosine: decay the learning rate to 0 over the run")
     p.add_argument("--n-samples", type=int_list, default=(1000, 5000),
-                   help="prior sample counts to draw (comma-separated)")
+                   help="sample counts to draw (comma-separated)")
+    p.add_argument("--sampler", choices=SAMPLERS, default="prior",
+                   help="prior: z ~ N(0, I), as the paper; latent-gmm: z from a 10-component "
+                        "Gaussian mixture fitted to the encoder's codes of training images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--compile", action="store_true",
@@ -78,7 +81,7 @@ def main(argv=None) -> int:
             margin=args.margin, conditional=args.conditional,
             subset=args.subset, test_subset=args.test_subset,
             train_images=args.train_images, report_images=args.report_images,
-            lr_schedule=args.lr_schedule,
+            lr_schedule=args.lr_schedule, sampler=args.sampler,
             seed=args.seed, n_samples=args.n_samples, data_dir=args.data_dir, device=args.device,
             compile=args.compile)
     except (ConfigError, ValueError) as exc:

@@ -30,8 +30,9 @@ from trainables.config import TrainConfig
 from trainables.device import pick_device, ray_assignment
 from trainables.loop import (Diverged, batches_per_epoch, cosine_lr, evaluate, make_optimizers,
                              train_steps)
-from trainables.samples import (SAMPLES_FILE, balanced_labels, load_samples, sample_conditional,
-                                sample_prior, sample_reference, save_labelled, save_samples)
+from trainables.samples import (SAMPLES_FILE, balanced_labels, draw_samples, load_samples,
+                                sample_conditional, sample_reference, save_labelled,
+                                save_samples)
 from trainables.speed import Speed
 from trainables.speed import apply as apply_speed
 
@@ -92,7 +93,7 @@ def round_steps(cfg: TrainConfig, n_train: int) -> list[int]:
 
 @dataclass(frozen=True)
 class Probe:
-    """A cheap look at sample quality after every round: ``score`` of ``n`` prior samples
+    """A cheap look at sample quality after every round: ``score`` of ``n`` samples
     (a sweep uses its ViT actor, so a scheduler can stop trials whose samples are poor)."""
 
     n: int
@@ -103,8 +104,9 @@ def run_training(cfg: TrainConfig, reporter, scorer: Callable | None = None,
                  probe: Probe | None = None) -> TrainResult:
     """Train ``cfg`` to the end (resuming if the reporter holds a checkpoint).
 
-    ``scorer(samples, labelled) -> metrics`` judges the final prior samples, and the labelled
-    samples ``(images, labels)`` when ``cfg.labelled_samples`` asks for them (else None)."""
+    ``scorer(samples, labelled) -> metrics`` judges the final samples (``cfg.sampler``), and
+    the labelled samples ``(images, labels)`` when ``cfg.labelled_samples`` asks for them
+    (else None)."""
     from trainables.datasets import load_dataset
     from trainables.models import build_model
 
@@ -171,7 +173,8 @@ def run_training(cfg: TrainConfig, reporter, scorer: Callable | None = None,
                    "wall_time_s": wall, **where}
         if probe is not None:
             # its own seeded generator: the probe never shifts the training RNG
-            metrics.update(probe.score(sample_prior(model, probe.n, seed=cfg.seed + 3)))
+            metrics.update(probe.score(draw_samples(model, cfg.sampler, probe.n, cfg.seed + 3,
+                                                    data.train.images)))
         history.append({k: v for k, v in metrics.items() if k != "status"})
         with reporter.checkpoint_dir() as folder:
             ckpt.save_checkpoint(folder, model, optimizers, generator,
@@ -188,7 +191,7 @@ def _finish(cfg, model, optimizers, generator, reporter, history, wall, scorer,
             data) -> TrainResult:
     n = max(cfg.n_samples) if cfg.n_samples else 0
     t0 = time.perf_counter()
-    samples = sample_prior(model, n, seed=cfg.seed + 2)
+    samples = draw_samples(model, cfg.sampler, n, cfg.seed + 2, data.train.images)
     labelled = None
     if cfg.labelled_samples and cfg.conditional:
         # a conditional model is asked for each class; any other is guided by real images
