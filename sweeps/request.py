@@ -45,7 +45,8 @@ class SweepRequest:
     train_images: int | None = None
     compile: bool = False
     conditional: str = "off"  # sweeps.spaces.CONDITIONAL
-    sampler: str = "prior"  # trainables.config.SAMPLERS
+    # trainables.config.SAMPLERS; None: the sweep's default (sweeps.plan.sweep_sampler)
+    sampler: str | None = None
 
     def __post_init__(self):
         def fail(what: str):
@@ -60,9 +61,9 @@ class SweepRequest:
         if self.conditional not in CONDITIONAL:
             fail(f"conditional {self.conditional!r} unknown; choose one of "
                  f"{', '.join(CONDITIONAL)}")
-        if self.sampler not in SAMPLERS:
+        if self.sampler is not None and self.sampler not in SAMPLERS:
             fail(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if self.sampler != "prior" and self.conditional != "off":
+        if self.sampler not in (None, "prior") and self.conditional != "off":
             fail(f"sampler {self.sampler!r} draws unconditional samples; a class-conditional "
                  f"sweep (--conditional {self.conditional}) draws from the prior, class by "
                  f"class: use --sampler prior or --conditional off")

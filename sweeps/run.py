@@ -54,10 +54,11 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--train-images", type=positive_int, metavar="N",
                    help="an image budget: every trial trains on N images, instead of the "
                         "preset's budget")
-    p.add_argument("--sampler", choices=SAMPLERS, default="prior",
-                   help="where each trial's scored samples come from: prior (z ~ N(0, I), as "
-                        "the paper) or latent-gmm (z from a 10-component Gaussian mixture "
-                        "fitted to the encoder's codes of the trial's training images)")
+    p.add_argument("--sampler", choices=SAMPLERS,
+                   help="where each trial's scored samples come from: latent-gmm (z from a "
+                        "10-component Gaussian mixture fitted to the encoder's codes of the "
+                        "trial's training images; the default) or prior (z ~ N(0, I), as the "
+                        "paper; the default of a class-conditional sweep)")
     p.add_argument("--conditional", nargs="?", const="on", choices=CONDITIONAL, default="off",
                    help="class-conditional models: on (every trial; the bare flag), search "
                         "(chosen per trial; the paper-config trial stays unconditional), or "
@@ -137,8 +138,8 @@ def describe(plan) -> str:
                if plan.estimate_max_minutes > plan.estimate_minutes + 0.5 else ""))
     kind = {"on": " (class-conditional)", "search": " (conditional searched)"}.get(
         r.conditional, "")
-    if r.sampler != "prior":
-        kind += f" (samples from {r.sampler})"
+    kind += {"prior": " (samples from the prior)",
+             "latent-gmm": " (samples from a latent mixture)"}[plan.trial_constants["sampler"]]
     return (f"preset {preset.name}{chosen}: {plan.num_samples} trials of {r.space}{kind} on "
             f"{r.dataset} ({budget}, scheduler {plan.scheduler}), {plan.concurrency} at a "
             f"time; estimated {span}")

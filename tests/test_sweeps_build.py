@@ -95,9 +95,18 @@ def test_the_sampler_reaches_every_trial_as_a_constant_not_a_hyperparameter(tmp_
     assert "sampler" not in plan.paper_point
     cfg = TrainConfig.from_dict({**plan.trial_constants, **plan.paper_point})
     assert cfg.sampler == "latent-gmm"
-    assert plan_for(tmp_path, space="vaegan").trial_constants["sampler"] == "prior"
-    # a sweep.json written before the setting existed resumes with the prior
-    assert SweepRequest.from_dict({"space": "vae"}).sampler == "prior"
+    # by default an unconditional sweep draws from the latent mixture, a class-conditional
+    # one from the prior (its classes), and the request's choice wins
+    assert plan_for(tmp_path, space="vaegan").trial_constants["sampler"] == "latent-gmm"
+    for conditional in ("on", "search"):
+        assert plan_for(tmp_path, space="vaegan", conditional=conditional).trial_constants[
+            "sampler"] == "prior"
+    assert plan_for(tmp_path, space="vae", sampler="prior").trial_constants["sampler"] == "prior"
+    # the request leaves the default to the plan; a sweep.json written before the setting
+    # existed has no sampler in its trial constants, so it resumes with the prior it scored
+    assert SweepRequest.from_dict({"space": "vae"}).sampler is None
+    old = {k: v for k, v in plan.trial_constants.items() if k != "sampler"}
+    assert TrainConfig.from_dict({**old, **plan.paper_point}).sampler == "prior"
 
 
 def test_plan_refuses_more_gpus_than_the_cluster_has(tmp_path):
