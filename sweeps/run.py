@@ -57,8 +57,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--sampler", choices=SAMPLERS,
                    help="where each trial's scored samples come from: latent-gmm (z from a "
                         "10-component Gaussian mixture fitted to the encoder's codes of the "
-                        "trial's training images; the default) or prior (z ~ N(0, I), as the "
-                        "paper; the default of a class-conditional sweep)")
+                        "trial's training images; the default) or prior (z ~ N(0, I); the "
+                        "default of a class-conditional sweep)")
     p.add_argument("--conditional", nargs="?", const="on", choices=CONDITIONAL, default="off",
                    help="class-conditional models: on (every trial; the bare flag), search "
                         "(chosen per trial; the paper-config trial stays unconditional), or "
@@ -138,8 +138,7 @@ def describe(plan) -> str:
                if plan.estimate_max_minutes > plan.estimate_minutes + 0.5 else ""))
     kind = {"on": " (class-conditional)", "search": " (conditional searched)"}.get(
         r.conditional, "")
-    kind += {"prior": " (samples from the prior)",
-             "latent-gmm": " (samples from a latent mixture)"}[plan.trial_constants["sampler"]]
+    kind += f" (samples from {plan.trial_constants['sampler']})"
     return (f"preset {preset.name}{chosen}: {plan.num_samples} trials of {r.space}{kind} on "
             f"{r.dataset} ({budget}, scheduler {plan.scheduler}), {plan.concurrency} at a "
             f"time; estimated {span}")
