@@ -58,8 +58,8 @@ def run(scorer_dir: str, callers: list, ns: list, kill: bool, cpus: float = 0.5)
     import ray
 
     from scorers.actor import start_scorer_actor
-    from scorers.scoring import score_images
-    from scorers.store import load_scorer
+    from scorers.classifier_scores import score_images
+    from scorers.scorer_cache import load_scorer
     from trainables.datasets import load_dataset
 
     ray.init(address="local", namespace=NAMESPACE, include_dashboard=False,

@@ -112,8 +112,8 @@ def _sync(device):
 def epoch_time(dry: bool) -> dict:
     """One epoch per side and model; ratios from the same run."""
     import torch
-
     from pythae_baseline import run_pythae
+
     from trainables.datasets import load_dataset
     from trainables.device import pick_device
     from trainables.models import build_model

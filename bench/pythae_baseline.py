@@ -11,8 +11,6 @@ import tempfile
 import time
 
 import torch
-
-
 from step_clock import StepClock, now  # noqa: E402
 
 

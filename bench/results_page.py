@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 
-
 def columns(n: int) -> list[tuple[str, str]]:
     """(key, heading) of the table's scores at n samples."""
     from scorers.keys import cas_key, memo_key, n_label, score_key

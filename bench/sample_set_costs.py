@@ -59,7 +59,7 @@ def run(ns: list[int], vit_dir: str | None) -> list[dict]:
     scorer = None
     if vit_dir:
         from scorers.reference import two_sample_to_reference
-        from scorers.store import load_scorer
+        from scorers.scorer_cache import load_scorer
 
         scorer = load_scorer(vit_dir)
         vit_train, t_vit_side = timed(scorer.training_set, None, 0)

@@ -7,7 +7,7 @@ scoring adds on top (input checks, IS, FID, KID, MMD, 1-NN, coverage) is overhea
 target of at most 10%. For each scorer (Inception v3 -> IS, ViT -> TS), in one process,
 each repeat times, in alternating order:
 
-* full: ``scorers.scoring.score_images(scorer, x, ns)`` (ns = 1000 and 5000 as in sweeps),
+* full: ``scorers.classifier_scores.score_images(scorer, x, ns)`` (ns = 1000 and 5000 as in sweeps),
   which runs ``Scorer.predict`` once and every metric of ``score_predictions``;
 * split: ``Scorer.predict(x)`` alone (the bare forward pass, "bare"), then on its output
   each metric timed separately at every n. "IS+FID" = bare + the IS and FID calls. KID,
@@ -61,9 +61,9 @@ def metric_calls(scorer) -> dict:
     same metrics by their definitions, recomputing the real side on every call as the code
     did before ``scorers.reference`` (in ``DEFINITIONS``: timed for comparison, in no total)."""
     from scorers import metrics
+    from scorers.classifier_scores import IS_SPLITS
     from scorers.fid import frechet_distance_to_reference
     from scorers.reference import KID_SUBSET_SIZE, kid_subsets, two_sample_to_reference
-    from scorers.scoring import IS_SPLITS
     from scorers.spec import N_CLASSES
 
     definition = oracles()
@@ -148,9 +148,10 @@ def main(argv=None) -> int:
     repeats = args.repeats or (5 if args.full else 2)
     n = args.samples
     ns = tuple(sorted({min(1000, n), n}))
-    from scorers.scoring import score_images
-    from scorers.store import ensure_scorer, load_scorer
     from shared_scorers import make_samples, write_report
+
+    from scorers.classifier_scores import score_images
+    from scorers.scorer_cache import ensure_scorer, load_scorer
 
     x = make_samples(n, 1, args.data_dir)[0]
     scorers, one_off = {}, {}

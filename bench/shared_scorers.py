@@ -43,7 +43,6 @@ import threading
 import time
 from pathlib import Path
 
-
 log = logging.getLogger(__name__)
 KINDS = ("inception", "vit")
 NAMESPACE = "bench_shared_scorers"
@@ -145,8 +144,8 @@ def trial_shared(images, names: dict, ns) -> dict:
 
 def trial_own(images, dirs: dict, ns) -> dict:
     """One trial of the per-trial design: load both classifiers here and score."""
-    from scorers.scoring import score_images
-    from scorers.store import load_scorer
+    from scorers.classifier_scores import score_images
+    from scorers.scorer_cache import load_scorer
 
     start = proc_mem()
     t0 = time.perf_counter()
@@ -256,7 +255,7 @@ def main(argv=None) -> int:
     ns = (1000, 5000) if n >= 5000 else (n,)
     import ray
 
-    from scorers.store import ensure_scorer
+    from scorers.scorer_cache import ensure_scorer
 
     dirs = {kind: str(ensure_scorer("mnist", kind, epochs=args.scorer_epochs,
                                     subset=args.scorer_subset, eval_subset=None,

@@ -43,13 +43,12 @@ from pathlib import Path
 os.environ.setdefault("TQDM_DISABLE", "1")  # pythae's progress bar: console noise only
 
 import torch  # noqa: E402
+from pythae_baseline import batch_assembly_ms, run_pythae  # noqa: E402
+from step_clock import StepClock  # noqa: E402
 
 from trainables.config import ARCHS, MODELS, TrainConfig  # noqa: E402
 from trainables.loop import batches_per_epoch, make_optimizers, train_steps  # noqa: E402
 from trainables.models import build_model  # noqa: E402
-
-from pythae_baseline import batch_assembly_ms, run_pythae  # noqa: E402
-from step_clock import StepClock  # noqa: E402
 
 log = logging.getLogger("bench.training_throughput")
 

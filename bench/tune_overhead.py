@@ -50,10 +50,10 @@ log = logging.getLogger("bench.tune_overhead")
 
 def _null_trial(config: dict) -> None:
     """A Tune trial that trains nothing: imports as the real one does, reports once."""
+    import pythae.models  # noqa: F401
     import torch
     from ray import tune
 
-    import pythae.models  # noqa: F401
     import trainables.trainable  # noqa: F401
 
     tune.report({"torch_threads": torch.get_num_threads(), "pid": os.getpid()})

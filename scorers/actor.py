@@ -20,9 +20,21 @@ import os
 import socket
 from pathlib import Path
 
+from scorers.classifier_scores import ceiling, score_images
+from scorers.scorer_cache import load_scorer, read_metadata
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TASK_RETRIES = 3
+# A score request unanswered this long (a hung or starved actor) fails the trial with
+# ScoringTimeout instead of holding its resources for ever; Tune then retries it from its
+# last checkpoint. 5,000 samples take under a minute per actor on a CPU, so 30 minutes
+# leaves room for a queue of every other trial's requests.
+SCORE_TIMEOUT_S = 1800.0
+
+
+class ScoringTimeout(RuntimeError):
+    """A scorer actor did not answer a request in time."""
 
 
 def placement() -> dict:
@@ -41,8 +53,6 @@ class ScorerActor:
     """Serves one scorer folder: ``score``, ``ceiling``, ``info``, ``ping``."""
 
     def __init__(self, scorer_dir, expected_dataset: str | None = None, data_dir=None) -> None:
-        from scorers.store import load_scorer
-
         self._scorer = load_scorer(scorer_dir, data_dir=data_dir)
         # Refuse at start-up rather than on every trial's first score.
         self._scorer.check_dataset(expected_dataset)
@@ -50,15 +60,11 @@ class ScorerActor:
 
     def score(self, images, ns=(1000, 5000), dataset: str | None = None,
               train: dict | None = None) -> dict:
-        """``scorers.scoring.score_images`` of ``images`` (flat dict of floats)."""
-        from scorers.scoring import score_images
-
+        """``scorers.classifier_scores.score_images`` of ``images`` (flat dict of floats)."""
         return score_images(self._scorer, images, ns=ns, dataset=dataset, train=train)
 
     def ceiling(self, ns=(1000, 5000), train: dict | None = None) -> dict:
         """The real-test ceiling (first n images of the real ceiling half), same keys."""
-        from scorers.scoring import ceiling
-
         return ceiling(self._scorer, ns, train=train)
 
     def info(self) -> dict:
@@ -88,13 +94,9 @@ def start_scorer_actor(scorer_dir, name: str, *, num_cpus: float = 1, num_gpus: 
     """
     import ray
 
-    from scorers.store import read_metadata
-
     folder = Path(scorer_dir).expanduser().resolve()
-    meta = read_metadata(folder)  # cheap validation before anything is scheduled
-    if expected_dataset is not None and meta["dataset"] != expected_dataset:
-        raise ValueError(f"scorer {folder} was fine-tuned on {meta['dataset']!r}; expected a "
-                         f"{expected_dataset!r} scorer")
+    # cheap validation before anything is scheduled
+    meta = read_metadata(folder, dataset=expected_dataset)
     if not isinstance(name, str) or not name:
         raise ValueError(f"actor name must be a non-empty string; got {name!r}")
     options = dict(name=name, namespace=namespace, lifetime=lifetime, get_if_exists=True,
@@ -120,3 +122,38 @@ def start_scorer_actor(scorer_dir, name: str, *, num_cpus: float = 1, num_gpus: 
                              f"not {folder}; choose another name")
     log.info("scorer actor %r serves %s scorer %s", name, meta["kind"], folder)
     return handle
+
+
+class ActorScorer:
+    """A ``scorers.scorecard.SampleScorer`` over the named actor ``name``: the request goes
+    out at once, and the wait raises :class:`ScoringTimeout` after ``timeout_s``."""
+
+    def __init__(self, name: str, namespace: str | None, dataset: str,
+                 timeout_s: float = SCORE_TIMEOUT_S) -> None:
+        self.name, self.namespace, self.dataset, self.timeout_s = name, namespace, dataset, timeout_s
+
+    def __call__(self, images, ns, train: dict | None):
+        import ray
+        from ray.exceptions import GetTimeoutError
+
+        handle = ray.get_actor(self.name, namespace=self.namespace)
+        ref = (handle.ceiling.remote(tuple(ns), train=train) if images is None else
+               handle.score.remote(images, ns=tuple(ns), dataset=self.dataset, train=train))
+
+        def wait() -> dict:
+            try:
+                return ray.get(ref, timeout=self.timeout_s)
+            except GetTimeoutError:
+                raise ScoringTimeout(
+                    f"scorer actor {self.name} did not answer within {self.timeout_s:g} s; "
+                    f"check that it is alive (ray list actors) and not starved of CPU "
+                    f"(--scorer-cpus)") from None
+
+        return wait
+
+
+def actor_scorers(actor_names: dict, namespace: str | None, dataset: str,
+                  timeout_s: float = SCORE_TIMEOUT_S) -> dict:
+    """``kind -> ActorScorer`` for a sweep's named actors."""
+    return {kind: ActorScorer(name, namespace, dataset, timeout_s)
+            for kind, name in actor_names.items()}

@@ -1,4 +1,4 @@
-"""Fine-tune a scorer as a Ray task on a GPU worker, for ``scorers.store.ensure_spec``.
+"""Fine-tune a scorer as a Ray task on a GPU worker, for ``scorers.scorer_cache.ensure_spec``.
 
 The store keeps the lock, the temporary folder and the rename into the cache; this builder
 only decides where the training runs. The task trains into a private temporary folder on
@@ -13,14 +13,14 @@ import logging
 import tempfile
 from pathlib import Path
 
+from scorers.finetuning import train_scorer
+from scorers.spec import TrainSpec
+
 log = logging.getLogger(__name__)
 
 
 def _train_and_pack(spec_dict: dict, spec_hash: str, data_dir: str | None) -> dict:
     """Runs on the worker: fine-tune into a temporary folder, return {relative path: bytes}."""
-    from scorers.spec import TrainSpec
-    from scorers.training import train_scorer
-
     spec = TrainSpec.from_dict(spec_dict)
     with tempfile.TemporaryDirectory(prefix="gensweep-scorer-") as tmp:
         folder = Path(tmp) / "scorer"

@@ -30,7 +30,6 @@ scheduler judges trials by ``probe_ts_L``, the TS of L prior samples after every
 from __future__ import annotations
 
 PREFIX = {"inception": "is", "vit": "ts"}
-KIND_OF_PREFIX = {p: k for k, p in PREFIX.items()}
 # stat -> key pattern; {p} the kind's prefix, {k} the kind, {n} the sample-count label
 PATTERNS = {
     "mean": "{p}_{n}_mean", "std": "{p}_{n}_std",
@@ -98,4 +97,5 @@ def probe_key(n: int) -> str:
 
 
 def ceiling_key(key: str) -> str:
+    """The real-data ceiling's value of ``key``, as the parent run and datasheets name it."""
     return f"ceiling_{key}"

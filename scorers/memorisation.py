@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scorers.arrays import as_matrix, row_blocks, sq_dists_from_gram, sq_norms
+from scorers.keys import memo_key
 
 QUANTILE = 0.01
 QUANTILE_ROWS = 2000
@@ -127,8 +128,6 @@ def pixel_memorisation(samples: np.ndarray, train_images: np.ndarray, n: int) ->
     """The pixel-space scores of the first ``n`` of uint8 ``samples`` (M, 28, 28) against
     uint8 ``train_images``, keyed as every table shows them, and the closest pairs' PNG
     (``"_pairs_png"``)."""
-    from scorers.keys import memo_key
-
     flat = train_images.reshape(len(train_images), -1).astype(np.float32) / 255.0
     res = memorisation(training_set(flat), samples[:n].reshape(n, -1).astype(np.float32) / 255.0)
     return {memo_key("pixels", n, "memorised"): res["memorised"],

@@ -20,18 +20,10 @@ Scores, what they mean and which way is better:
 """
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 from scipy.special import xlogy
 
 from scorers.arrays import as_matrix, check_probs
-
-logger = logging.getLogger(__name__)
-
-_FID_EPS = 1e-6  # pytorch-fid's diagonal offset for singular covariance products
-FID_NEG_TOL = 1e-6  # relative; a clearly negative eigenvalue (covariance not PSD) raises
-
 
 IS_SHUFFLE_SEED = 0
 

@@ -29,7 +29,6 @@ to round-off, are the oracles in ``tests/oracles.py``):
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,8 +36,6 @@ from scipy import linalg
 
 from scorers import two_sample
 from scorers.arrays import as_matrix, row_blocks, sq_dists_from_gram, sq_norms
-
-log = logging.getLogger(__name__)
 
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000

@@ -11,14 +11,11 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import logging
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from scorers.degrade import AUGMENTS
 from trainables.datasets import DATASETS
-
-log = logging.getLogger(__name__)
 
 KINDS = ("inception", "vit")
 N_CLASSES = 10

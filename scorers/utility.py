@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from scorers.images import as_unit_float
+from scorers.keys import cas_key, ceiling_key
+from trainables.datasets import stratified_subset
+
 EPOCHS = 4
 BATCH = 64
 LR = 1e-3
@@ -35,8 +39,6 @@ def _network():
 
 def check_labelled(images, labels, name: str = "images") -> tuple[np.ndarray, np.ndarray]:
     """(N, 28, 28) uint8 images and (N,) integer labels in 0..9; ValueError otherwise."""
-    from scorers.images import as_unit_float
-
     x = as_unit_float(images, name)
     y = np.asarray(labels)
     if y.ndim != 1 or len(y) != len(x):
@@ -91,8 +93,6 @@ def classification_accuracy_score(train_images, train_labels, test_images, test_
 def real_ceiling(dataset, n: int, seed: int = SEED) -> float:
     """The same CNN trained on ``n`` real training images (stratified, seeded) of ``dataset``
     (a ``trainables.datasets.Dataset``): what a perfect generator's data would give."""
-    from trainables.datasets import stratified_subset
-
     images, labels = stratified_subset(dataset.train.images, dataset.train.labels, n, seed)
     return classification_accuracy_score(images, labels, dataset.test.images,
                                          dataset.test.labels, seed)
@@ -101,10 +101,8 @@ def real_ceiling(dataset, n: int, seed: int = SEED) -> float:
 def cas_with_ceiling(images, labels, dataset, n: int) -> dict:
     """``cas_L``, ``cas_L_ratio`` and ``ceiling_cas_L`` of n labelled images of ``dataset``
     (a ``trainables.datasets.Dataset``): the accuracy, and the same CNN on n real images."""
-    from scorers.keys import cas_key
-
     acc = classification_accuracy_score(images[:n], labels[:n], dataset.test.images,
                                         dataset.test.labels)
     ceiling = real_ceiling(dataset, n)
     return {cas_key(n): acc, cas_key(n, ratio=True): acc / ceiling,
-            f"ceiling_{cas_key(n)}": ceiling}
+            ceiling_key(cas_key(n)): ceiling}

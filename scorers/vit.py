@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from scorers.spec import N_CLASSES, init_error
+from trainables.device import pick_device
+from trainables.speed import Speed
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +101,6 @@ def _torch():
 def device():
     """The device Ray assigned (a logical GPU falls back to the CPU with one log line)."""
     _torch()
-    from trainables.device import pick_device
 
     return pick_device("auto")
 
@@ -210,7 +211,6 @@ def predict(model, x: np.ndarray, batch_size: int = PREDICT_BATCH) -> tuple[np.n
     the classification head and the softmax stay in float32. On the CPU everything is float32.
     """
     torch = _torch()
-    from trainables.speed import Speed
 
     dev = next(model.parameters()).device
     bf16 = Speed.for_device(dev).bf16

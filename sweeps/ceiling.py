@@ -23,15 +23,18 @@ import os
 import uuid
 from pathlib import Path
 
+from scorers.actor import actor_scorers
+from scorers.scorecard import TrainingImages, scorecard
+from trainables.datasets import cache_dir
+
 log = logging.getLogger(__name__)
 
 FORMAT = 1
 # Everything the ceiling's numbers come from in this repository: the scorers package (the
-# score maths, the actors' predictions, CAS, memorisation), the dataset loader, where and in
-# which precision the actors predict (device, speed), the trial's pixel memorisation and
-# this module.
+# scorecard, the score maths, the actors' predictions, CAS, memorisation), the dataset
+# loader, where and in which precision the actors predict (device, speed), and this module.
 _CODE = ("scorers", "trainables/datasets.py", "trainables/device.py", "trainables/speed.py",
-         "sweeps/trial.py", "sweeps/ceiling.py")
+         "sweeps/ceiling.py")
 _LIBRARIES = ("numpy", "torch", "tensorflow", "keras", "transformers", "scipy", "scikit-learn")
 
 
@@ -59,7 +62,7 @@ def _versions() -> dict:
     return out
 
 
-def ceiling_inputs(scorer_dirs: dict, dataset: str, ns, train: dict,
+def ceiling_inputs(scorer_dirs: dict, dataset: str, ns, training: TrainingImages,
                    scorer_gpus: bool = False) -> dict:
     """What the ceiling depends on, as JSON-able values (its cache key is their hash).
     ``scorer_gpus``: whether the actors were given GPUs (a GPU predicts in other precision
@@ -67,15 +70,13 @@ def ceiling_inputs(scorer_dirs: dict, dataset: str, ns, train: dict,
     scorers = {kind: hashlib.sha256((Path(folder) / "metadata.json").read_bytes()).hexdigest()
                for kind, folder in sorted(scorer_dirs.items())}
     return {"format": FORMAT, "dataset": dataset, "ns": [int(n) for n in ns],
-            "train": {"subset": train.get("subset"), "seed": train.get("seed", 0)},
+            "train": training.for_scorer(),
             "scorers": scorers, "scorer_gpus": bool(scorer_gpus), "code": code_digest(),
             "libraries": _versions()}
 
 
 def cache_path(inputs: dict, root=None) -> Path:
     if root is None:
-        from trainables.datasets import cache_dir
-
         root = cache_dir() / "ceilings"
     key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:20]
     return Path(root) / inputs["dataset"] / f"{key}.json"
@@ -118,37 +119,22 @@ def write_cached(path: Path, inputs: dict, scores: dict) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def compute_ceiling(plan, handles: dict, train: dict) -> dict:
-    """Every score of the first n images of the real ceiling half, the memorisation checks
-    included (test images were never trained on: what fresh draws get)."""
-    import ray
-
-    from scorers import realsplit, utility
-    from scorers.keys import cas_key
-    from sweeps.trial import MEMO_KINDS, pixel_memorisation
-    from trainables.datasets import load_dataset
-
-    refs = [h.ceiling.remote(tuple(plan.ns), train=train if kind in MEMO_KINDS else None)
-            for kind, h in handles.items()]
-    n = max(plan.ns)
-    data = load_dataset(plan.request.dataset, plan.request.data_dir)
-    merged = pixel_memorisation(data.test.images[realsplit.indices("ceiling", n)], n,
-                                plan.request.dataset, train)
-    merged.pop("_artifacts")
-    merged[cas_key(n)] = utility.real_ceiling(data, n)
-    for part in ray.get(refs):
-        merged.update(part)
-    return merged
+def compute_ceiling(plan, training: TrainingImages) -> dict:
+    """The scorecard of the first n images of the real ceiling half, on the sweep's actors
+    (test images were never trained on: their memorisation scores are what fresh draws get)."""
+    scorers = actor_scorers(plan.actor_names, plan.namespace, plan.request.dataset)
+    return scorecard(None, dataset=plan.request.dataset, ns=plan.ns, scorers=scorers,
+                     training=training)
 
 
-def real_ceiling(plan, scorer_dirs: dict, handles: dict,
+def real_ceiling(plan, scorer_dirs: dict,
                  recorded: dict | None = None) -> tuple[dict, str, dict]:
     """(the sweep's real-data ceiling, where it came from: "sweep.json", "cache" or
     "computed", its inputs). ``recorded``: what a resumed sweep saved ({"ceiling",
     "inputs"}), used while its inputs still hold (not after its scorers were rebuilt)."""
     c = plan.trial_constants
-    train = {"subset": c.get("subset"), "seed": c.get("seed", 0), "data_dir": c.get("data_dir")}
-    inputs = ceiling_inputs(scorer_dirs, plan.request.dataset, plan.ns, train,
+    training = TrainingImages(c.get("subset"), c.get("seed", 0), c.get("data_dir"))
+    inputs = ceiling_inputs(scorer_dirs, plan.request.dataset, plan.ns, training,
                             plan.actor_gpus > 0)
     if recorded and recorded.get("ceiling"):
         if recorded.get("inputs") == inputs:
@@ -160,7 +146,7 @@ def real_ceiling(plan, scorer_dirs: dict, handles: dict,
     if cached is not None:
         log.info("real-data ceiling: from the cache (%s)", path)
         return cached, "cache", inputs
-    scores = compute_ceiling(plan, handles, train)
+    scores = compute_ceiling(plan, training)
     try:
         write_cached(path, inputs, scores)
     except OSError as exc:  # a read-only cache costs the next sweep 40 s, not this one

@@ -16,8 +16,8 @@ import sys
 COMMANDS = {
     "sweep": ("sweeps.run", "run a sweep (or --resume one)"),
     "train": ("trainables.train", "train one VAE / VAE-GAN"),
-    "finetune": ("scorers.finetune", "fine-tune (or reuse) a scorer"),
-    "score": ("scorers.score", "score a sample file, or the real-data ceiling"),
+    "finetune": ("scorers.finetune_cli", "fine-tune (or reuse) a scorer"),
+    "score": ("scorers.score_cli", "score a sample file, or the real-data ceiling"),
     "synthesize": ("sweeps.synthesize", "export a synthetic dataset with its datasheet"),
     "ui": ("sweeps.ui", "open a sweep in the MLflow UI and optuna-dashboard"),
 }

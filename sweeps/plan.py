@@ -15,12 +15,14 @@ import dataclasses
 import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 from scorers.keys import objective_keys
 from scorers.spec import KINDS, TrainSpec
 from sweeps.presets import PRESETS, Preset, default_preset
 from sweeps.request import SweepRequest
 from sweeps.spaces import MODEL_OF_SPACE, paper_point
+from sweeps.tracking_server import default_tracking_uri
 
 NAMESPACE = "gensweep"
 # From the start to the first trial, and from the last to the exit, with cached scorers and
@@ -202,11 +204,15 @@ def estimate(preset: Preset, model: str, dataset: str, trials: int, concurrency:
 
 
 def resolve_plan(request: SweepRequest, cluster: Cluster,
-                 scorers_to_build: int = len(KINDS)) -> SweepPlan:
+                 scorer_cached: Callable[[TrainSpec], bool] = lambda spec: False) -> SweepPlan:
     """Settle every derived setting of ``request`` for ``cluster`` (PlanError if it cannot
-    run there). ``scorers_to_build``: how many scorers are not cached yet (for the estimate)."""
+    run there). ``scorer_cached(spec)``: whether the store already holds that scorer (the
+    estimate counts the fine-tunes still to do); ``--scorers DIR`` needs none."""
     name = request.preset or default_preset(cluster.gpus)
     preset = effective_preset(request, name)
+    specs = {kind: preset.scorer_spec(request.dataset, kind) for kind in KINDS}
+    scorers_to_build = 0 if request.scorers_dir else sum(
+        not scorer_cached(spec) for spec in specs.values())
     sweep_dir = request.sweep_dir
     sid = sweep_id(sweep_dir)
     model = MODEL_OF_SPACE[request.space]
@@ -226,7 +232,6 @@ def resolve_plan(request: SweepRequest, cluster: Cluster,
         constants["conditional"] = True
     if preset.epochs is not None and preset.epochs[0] == preset.epochs[1]:
         constants["epochs"] = preset.epochs[0]
-    from sweeps.tracking import default_tracking_uri
 
     return SweepPlan(
         request=request, preset=preset, sweep_dir=str(sweep_dir), sweep_id=sid,
@@ -236,7 +241,7 @@ def resolve_plan(request: SweepRequest, cluster: Cluster,
         experiment_name=f"gensweep-{request.space}-{request.dataset}",
         ns=tuple(preset.ns), objective=objective_keys(request.objective, preset.ns),
         paper_point=paper_point(request.space, request.dataset, preset, request.conditional),
-        scorer_specs={kind: preset.scorer_spec(request.dataset, kind) for kind in KINDS},
+        scorer_specs=specs,
         actor_names={kind: f"gensweep-{kind}-{sid}" for kind in KINDS},
         namespace=NAMESPACE, scheduler=scheduler, probe_n=preset.probe_samples,
         num_samples=trials, cluster_gpus=float(cluster.gpus),

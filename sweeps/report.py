@@ -12,7 +12,10 @@ import math
 import re
 from pathlib import Path
 
-from scorers.keys import cas_key, score_key
+from scorers.keys import cas_key, ceiling_key, score_key
+from sweeps.redact import redact_url
+from sweeps.spaces import is_paper_point
+from sweeps.ui import runs_url
 
 # Section 5, Tables 1 and 2 (fine-tuned Inception v3 and ViT scorers).
 PAPER_RESULTS = {
@@ -56,10 +59,14 @@ def collect_rows(result_grid, constants: dict | None = None) -> list[dict]:
 
 def mark_paper_trial(rows: list[dict], point: dict) -> None:
     """Flag the trial that ran the paper's configuration (``points_to_evaluate``)."""
-    from sweeps.spaces import is_paper_point
-
     for r in rows:
         r["paper_config"] = is_paper_point(r["_config"], point)
+
+
+def rank_trials(rows: list[dict], metrics: list[str]) -> list[dict]:
+    """The sweep's ranking rule: one objective ranks the trials, several give their Pareto
+    front (no weighting of one score against another is implied)."""
+    return pareto_front(rows, metrics) if len(metrics) > 1 else rank(rows, metrics)
 
 
 def rank(rows: list[dict], metrics: list[str]) -> list[dict]:
@@ -110,7 +117,7 @@ def format_table(rows: list[dict], space: str, dataset: str, ns, ceiling: dict |
                                 _fmt("")]))
     if ceiling:
         lines.append("  ".join([_fmt("real"), *(_fmt("") for _ in hyper),
-                                *(_fmt(ceiling.get(c, ceiling.get(f"ceiling_{c}")))
+                                *(_fmt(ceiling.get(c, ceiling.get(ceiling_key(c))))
                                   for c in score_cols),
                                 _fmt(ceiling.get(fid_col))]))
     if len(rows) > top:
@@ -173,9 +180,6 @@ def write_best_config(sweep_dir: Path, best: dict, objective: list[str]) -> Path
 
 def how_to_look(sweep_dir: Path, mlflow_uri: str, optuna_url: str,
                 experiment_id: str | None = None) -> str:
-    from sweeps.redact import redact_url
-    from sweeps.ui import runs_url
-
     mlflow_uri, optuna_url = redact_url(mlflow_uri), redact_url(optuna_url)
     if mlflow_uri.startswith("http"):
         ui = f"open {runs_url(mlflow_uri, experiment_id)} (through your tunnel)"

@@ -110,9 +110,3 @@ class SweepRequest:
         if unknown:
             raise ValueError(f"unknown sweep setting(s) {', '.join(map(repr, unknown))}")
         return cls(**values)
-
-    @classmethod
-    def from_legacy_settings(cls, values: dict) -> "SweepRequest":
-        """The ``settings`` of a ``sweep.json`` written before plans existed (16ac32f and
-        earlier): the preset and resources were settled then and are kept as given."""
-        return cls.from_dict(dict(values))

@@ -10,8 +10,6 @@ Exit codes: 0 done, 1 the sweep failed (message on stderr), 2 bad arguments, 130
 """
 from __future__ import annotations
 
-import dataclasses
-import logging
 import os
 import sys
 import time
@@ -19,17 +17,22 @@ from pathlib import Path
 
 try:
     from scorers.keys import OBJECTIVES
+    from sweeps import report, sweep_record
+    from sweeps.plan import PlanError, SweepPlan
     from sweeps.presets import PRESETS
-    from sweeps.request import SCHEDULERS
+    from sweeps.redact import redact_url
+    from sweeps.request import SCHEDULERS, SweepRequest
     from sweeps.spaces import CONDITIONAL, SPACES
-    from trainables.cli import (ArgumentParser, exit_interrupted, interrupts, number,
-                                positive_int, setup_logging, value_range)
+    from sweeps.sweep import (SweepError, deliver_kept_calls, init_ray, mlflow_incomplete,
+                              new_state, plan_sweep, preflight, run_sweep)
+    from sweeps.sweep_record import SWEEP_FILE
+    from trainables.cli import (ArgumentParser, exit_interrupted, interrupts, number, positive_int,
+                                setup_logging, value_range)
     from trainables.config import SAMPLERS
-    from trainables.datasets import DATASETS
+    from trainables.datasets import DATASETS, DatasetError
 except ModuleNotFoundError as exc:  # run as a script from a checkout that was not installed
     sys.exit(f"sweeps/run.py: error: {exc}; install gensweep first: pip install -e .")
 
-log = logging.getLogger("sweeps.run")
 PROG = "sweeps/run.py"
 
 
@@ -90,24 +93,21 @@ def build_parser() -> ArgumentParser:
 def request_from_args(args, parser):
     """The validated :class:`SweepRequest` (or, with --resume, the saved state);
     argument errors exit 2 via ``parser.error``."""
-    from sweeps import state
-    from sweeps.request import SweepRequest
-
     if args.resume:
         if not args.storage:
             parser.error("--resume needs --storage DIR, the folder of the sweep to continue")
-        if not state.holds_sweep(args.storage):
+        if not sweep_record.holds_sweep(args.storage):
             parser.error(f"--storage {args.storage} holds no sweep to resume (no "
-                         f"{state.SWEEP_FILE}); start one with --space")
+                         f"{sweep_record.SWEEP_FILE}); start one with --space")
         try:
-            saved = state.read_state(args.storage)
+            saved = sweep_record.read_state(args.storage)
         except ValueError as exc:
             parser.error(str(exc))
         return None, saved
     if not args.space:
         parser.error(f"--space is required; choose one of {', '.join(sorted(SPACES))}")
     storage = args.storage or time.strftime(f"runs/sweep-{args.space}-{args.dataset}-%Y%m%d-%H%M%S")
-    if state.holds_sweep(storage):
+    if sweep_record.holds_sweep(storage):
         parser.error(f"--storage {storage} already holds a sweep; pass --resume to continue it "
                      f"or choose another folder (nothing was changed)")
     try:
@@ -161,32 +161,34 @@ def main(argv=None) -> int:
     setup_logging(args.verbose, fmt="%(asctime)s %(levelname)s %(name)s %(message)s")
     request, saved = request_from_args(args, parser)
 
-    from sweeps import report
-    from sweeps.plan import PlanError, SweepPlan
-    from sweeps.sweep import (SweepError, mlflow_incomplete, new_state, plan_sweep, preflight,
-                              run_sweep)
-    from trainables.datasets import DatasetError
-
     storage = args.storage or (request.storage if request else None)
     try:
         with stop_on_signals():
             if saved is not None:
                 try:
-                    plan = SweepPlan.from_dict(saved["plan"]) if "plan" in saved else None
-                except ValueError as exc:
-                    parser.error(str(exc))
-                request = plan.request if plan else _legacy_request(saved, args)
+                    plan = SweepPlan.from_dict(saved["plan"])
+                except (KeyError, ValueError) as exc:
+                    parser.error(f"--storage {storage}: its {SWEEP_FILE} holds no plan this "
+                                 f"version of gensweep can resume ({exc}); start a new sweep "
+                                 f"in another folder")
+                request = plan.request
             preflight(request)
+            if saved is not None and saved.get("phase") == "finished":
+                if mlflow_incomplete(plan):
+                    print("the sweep has finished, but MLflow missed calls while its tracking "
+                          "server was down; delivering them", flush=True)
+                    left = deliver_kept_calls(plan, saved)
+                    if left:
+                        print(f"error: {left} MLflow calls still could not be delivered "
+                              f"(tracking server {redact_url(plan.mlflow_uri)}); they stay "
+                              f"in {plan.sweep_dir}: resume again once it answers",
+                              file=sys.stderr)
+                        return 1
+                return report_finished(plan, saved)
+            ray = init_ray(request.address)
             if saved is None:
-                plan = plan_sweep(request)
+                plan = plan_sweep(request, ray)
                 saved = new_state(plan)
-            elif plan is None:  # a legacy sweep: its trials' configs carry every setting
-                plan = dataclasses.replace(plan_sweep(request), trial_constants={})
-            if saved.get("phase") == "finished":
-                if not mlflow_incomplete(plan, saved):
-                    return report_finished(plan, saved)
-                print("the sweep has finished, but its MLflow record is incomplete (the tracking "
-                      "server was down); logging it again", flush=True)
             print(describe(plan), flush=True)
             summary = run_sweep(plan, saved)
     except PlanError as exc:
@@ -216,12 +218,9 @@ def main(argv=None) -> int:
 
 def report_finished(plan, saved: dict) -> int:
     """``--resume`` of a finished sweep: its report again, nothing run."""
-    from sweeps import report
-
     rows = report.read_results(plan.sweep_dir)
     metrics = list(plan.objective)
-    ranked = (report.pareto_front(rows, metrics) if len(metrics) > 1
-              else report.rank(rows, metrics))
+    ranked = report.rank_trials(rows, metrics)
     print(f"the sweep in {plan.sweep_dir} has finished (in {saved.get('minutes', '?')} min); "
           f"nothing to resume. Its results:\n")
     print(report.format_table(ranked or rows, plan.request.space, plan.request.dataset,
@@ -229,15 +228,6 @@ def report_finished(plan, saved: dict) -> int:
     print(report.how_to_look(Path(plan.sweep_dir), plan.mlflow_uri, plan.optuna_url,
                              saved.get("experiment_id")))
     return 0 if ranked else 1
-
-
-def _legacy_request(saved: dict, args):
-    """The request of a sweep.json written before plans existed (16ac32f and earlier)."""
-    from sweeps.request import SweepRequest
-
-    settings = dict(saved["settings"])
-    settings.update(storage=args.storage, address=args.address or settings.get("address"))
-    return SweepRequest.from_legacy_settings(settings)
 
 
 if __name__ == "__main__":

@@ -14,33 +14,12 @@ import logging
 log = logging.getLogger(__name__)
 
 
-def _same_point(point: dict, params: dict) -> bool:
-    return all(k in params and (params[k] == v or (isinstance(v, float) and
-                                                   abs(params[k] - v) <= 1e-12 * abs(v)))
-               for k, v in point.items())
-
-
 @functools.lru_cache(maxsize=None)
 def score_search_class():
     from ray.tune.search.optuna import OptunaSearch
 
     class ScoreSearch(OptunaSearch):
-        """``OptunaSearch`` that ignores per-epoch results, fails unscored trials, and
-        enqueues the paper's point only into a study that does not hold it yet."""
-
-        def _setup_study(self, mode):
-            # A resumed sweep sets its searcher up again from the Tuner it pickled at the
-            # start (ray-project/ray#41364's callback works the same way): enqueueing the
-            # points to evaluate again would leave a WAITING Optuna trial no Tune trial takes.
-            points, self._points_to_evaluate = self._points_to_evaluate, []
-            try:
-                super()._setup_study(mode)
-            finally:
-                self._points_to_evaluate = points
-            held = [t.params for t in self._ot_study.trials]
-            for point in points or []:
-                if not any(_same_point(point, h) for h in held):
-                    self._ot_study.enqueue_trial(point)
+        """``OptunaSearch`` that ignores per-epoch results and fails unscored trials."""
 
         def on_trial_result(self, trial_id, result):
             # Intermediate values would only feed Optuna's pruners, which we do not use (ASHA

@@ -3,7 +3,7 @@
 Order matters for trust: storage, the tracking server and the dataset are checked before Ray
 starts, the plan (resources included) is settled and recorded before anything expensive, and
 the scorers exist before any trial starts, so a typo costs seconds, not a sweep. Each phase is
-recorded in ``sweep.json`` (``sweeps.state``), so ``--resume`` continues from wherever it was.
+recorded in ``sweep.json`` (``sweeps.sweep_record``), so ``--resume`` continues from wherever it was.
 """
 from __future__ import annotations
 
@@ -15,10 +15,20 @@ import threading
 import time
 from pathlib import Path
 
-from sweeps import report, state
-from sweeps.plan import Cluster, SweepPlan, resolve_plan
+from scorers.actor import start_scorer_actor
+from scorers.keys import ceiling_key, score_key
+from scorers.scorer_cache import is_complete, read_metadata, scorer_dir_for
+from scorers.spec import KINDS
+from sweeps import report, sweep_record, tracking
+from sweeps.ceiling import real_ceiling
+from sweeps.figures import summary_figures
+from sweeps.plan import NAMESPACE, Cluster, SweepPlan, resolve_plan
 from sweeps.redact import redact_settings, redact_url
 from sweeps.request import SweepRequest
+from sweeps.scorer_setup import scorer_folders
+from sweeps.tracking_server import check_reachable, default_tracking_uri
+from trainables.datasets import load_dataset
+from trainables.quiet import verbose
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +59,6 @@ def check_writable(folder: Path) -> None:
 def check_dataset(request: SweepRequest) -> None:
     """Verify the dataset's checksums once, up front: a corrupt file fails the sweep in seconds
     with the file's name and checksums, rather than failing every trial on a worker."""
-    from trainables.datasets import load_dataset
-
     load_dataset(request.dataset, request.data_dir)
 
 
@@ -96,32 +104,22 @@ def check_scorers_dir(request: SweepRequest) -> None:
     """``--scorers DIR`` holds a complete scorer of each kind for the dataset."""
     if not request.scorers_dir:
         return
-    from scorers.spec import KINDS
-    from scorers.store import read_metadata
 
     for kind in KINDS:
-        folder = Path(request.scorers_dir) / kind
         try:
-            meta = read_metadata(folder)
+            read_metadata(Path(request.scorers_dir) / kind, kind, request.dataset)
         except ValueError as exc:
             raise SweepError(f"--scorers {request.scorers_dir}: {exc} (expected DIR/inception "
-                             f"and DIR/vit, as scorers/finetune.py --out writes)") from exc
-        if meta["kind"] != kind or meta["dataset"] != request.dataset:
-            raise SweepError(f"--scorers {request.scorers_dir}: {folder} holds a "
-                             f"{meta['kind']} scorer for {meta['dataset']}; expected a {kind} "
-                             f"scorer for {request.dataset}")
+                             f"and DIR/vit, as scorers/finetune_cli.py --out writes)") from exc
 
 
 def preflight(request: SweepRequest) -> None:
     """The checks that need neither Ray nor the scorers: storage, the stores' URLs and the
     tracking server, the scorer folders given, the dataset."""
-    from sweeps import tracking
-
     absolute_path_variables()
     check_urls(request)
     check_writable(request.sweep_dir)
-    tracking.check_reachable(request.mlflow_uri or
-                             tracking.default_tracking_uri(request.sweep_dir))
+    check_reachable(request.mlflow_uri or default_tracking_uri(request.sweep_dir))
     check_scorers_dir(request)
     check_dataset(request)
 
@@ -169,8 +167,6 @@ def init_ray(address: str | None):
 
     if ray.is_initialized():
         return ray
-    from sweeps.plan import NAMESPACE
-    from trainables.quiet import verbose
 
     if not verbose():  # an informational notice at every start, not something to act on
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
@@ -203,24 +199,10 @@ def cluster_snapshot(ray) -> Cluster:
                    max_node_gpus=max((float(r.get("GPU", 0)) for r in res.values()), default=0))
 
 
-def scorers_to_build(plan_specs: dict, scorers_dir: str | None) -> int:
-    from scorers.store import is_complete, scorer_dir_for
-
-    if scorers_dir:
-        return 0
-    return sum(not is_complete(scorer_dir_for(s)) for s in plan_specs.values())
-
-
-def plan_sweep(request: SweepRequest) -> SweepPlan:
-    """Start (or join) Ray and settle the plan for the cluster it reports."""
-    from sweeps.plan import effective_preset
-    from sweeps.presets import default_preset
-
-    ray = init_ray(request.address)
-    cluster = cluster_snapshot(ray)
-    preset = effective_preset(request, request.preset or default_preset(cluster.gpus))
-    specs = {k: preset.scorer_spec(request.dataset, k) for k in ("inception", "vit")}
-    return resolve_plan(request, cluster, scorers_to_build(specs, request.scorers_dir))
+def plan_sweep(request: SweepRequest, ray) -> SweepPlan:
+    """Settle the plan for the cluster the started ``ray`` reports."""
+    return resolve_plan(request, cluster_snapshot(ray),
+                        lambda spec: is_complete(scorer_dir_for(spec)))
 
 
 def start_actors(plan: SweepPlan, scorer_dirs: dict) -> dict:
@@ -228,8 +210,6 @@ def start_actors(plan: SweepPlan, scorer_dirs: dict) -> dict:
     with resources reserved up front so trials can never starve them."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    from scorers.actor import start_scorer_actor
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     handles = {}
@@ -265,15 +245,13 @@ def parent_run_fields(plan: SweepPlan, scorer_info: dict) -> tuple[dict, dict]:
 
 def recorded_scorers(saved: dict) -> dict | None:
     """The scorer folders a resumed sweep recorded, if they are all still complete."""
-    from scorers.store import is_complete
-
     dirs = {k: Path(v) for k, v in (saved.get("scorers") or {}).items()}
     return dirs if dirs and all(is_complete(d) for d in dirs.values()) else None
 
 
 def new_state(plan: SweepPlan) -> dict:
     """Record the sweep's intent before any expensive step (scorers, MLflow, trials)."""
-    return state.advance(plan.sweep_dir, {"request": plan.request.to_dict(),
+    return sweep_record.advance(plan.sweep_dir, {"request": plan.request.to_dict(),
                                           "plan": plan.to_dict()}, "planned")
 
 
@@ -300,45 +278,39 @@ def fresh_tuning(plan: SweepPlan, tracker) -> None:
 
 
 def run_sweep(plan: SweepPlan, saved: dict) -> dict:
-    """Run ``plan`` from the phase ``saved`` (its ``sweep.json``) reached; returns the summary
-    the CLI prints. Every phase it passes is recorded (``sweeps.state``), so a kill at any
+    """Run ``plan`` from the phase ``saved`` (its ``sweep.json``) reached, on the Ray that
+    ``init_ray`` started; returns the summary
+    the CLI prints. Every phase it passes is recorded (``sweeps.sweep_record``), so a kill at any
     moment can be resumed: a finished scorer is reused, an unfinished one built again, the
     parent run found again, and the trials restored where Tune saved them."""
-    from sweeps import tracking
-    from sweeps.ceiling import real_ceiling
-    from sweeps.scorer_setup import scorer_folders
-
     started = time.time()
     sweep_dir = Path(plan.sweep_dir)
-    state.log_phase(sweep_dir, "start", resume=saved["phase"] != "planned")
-    init_ray(plan.request.address)
-    state.log_phase(sweep_dir, "ray-started")
+    sweep_record.log_phase(sweep_dir, "start", resume=saved["phase"] != "planned")
     scorer_dirs = recorded_scorers(saved) or scorer_folders(plan, plan.cluster_gpus)
     if saved["phase"] == "planned":
-        saved = state.advance(sweep_dir, saved, "scorers-ready",
+        saved = sweep_record.advance(sweep_dir, saved, "scorers-ready",
                               scorers={k: str(v) for k, v in scorer_dirs.items()})
     actors = start_actors(plan, scorer_dirs)
-    state.log_phase(sweep_dir, "actors-started")
+    sweep_record.log_phase(sweep_dir, "actors-started")
     # a resumed sweep keeps the ceiling its parent run logged, unless its scorers changed
     ceiling, source, inputs = real_ceiling(
-        plan, scorer_dirs, actors["handles"],
-        {"ceiling": saved.get("ceiling"), "inputs": saved.get("ceiling_inputs")})
-    state.log_phase(sweep_dir, "ceiling-done", source=source)
+        plan, scorer_dirs, {"ceiling": saved.get("ceiling"), "inputs": saved.get("ceiling_inputs")})
+    sweep_record.log_phase(sweep_dir, "ceiling-done", source=source)
 
-    tracker = tracking.SweepTracker(plan.mlflow_uri)
+    tracker = tracking.SweepTracker(plan.mlflow_uri, sweep_dir)
     if saved.get("parent_run_id"):
         tracker.attach(saved["experiment_id"], saved["parent_run_id"])
         if source != "sweep.json":  # measured again: the parent run shows the new one
-            tracker.log_metrics({f"ceiling_{k}": v for k, v in ceiling.items()})
+            tracker.log_metrics({ceiling_key(k): v for k, v in ceiling.items()})
             saved = {**saved, "ceiling": ceiling, "ceiling_inputs": inputs}
-            state.write_state(sweep_dir, saved)
+            sweep_record.write_state(sweep_dir, saved)
     else:
         params, tags = parent_run_fields(plan, actors["info"])
-        tracker.open(plan.experiment_name, f"sweep-{plan.sweep_id}", sweep_dir, params, tags,
+        tracker.open(plan.experiment_name, f"sweep-{plan.sweep_id}", params, tags,
                      sweep_key=plan.sweep_id)
-        state.log_phase(sweep_dir, "parent-created", run_id=tracker.parent_run_id)
-        tracker.log_metrics({f"ceiling_{k}": v for k, v in ceiling.items()})
-        saved = state.advance(sweep_dir, saved, "tracking-ready",
+        sweep_record.log_phase(sweep_dir, "parent-created", run_id=tracker.parent_run_id)
+        tracker.log_metrics({ceiling_key(k): v for k, v in ceiling.items()})
+        saved = sweep_record.advance(sweep_dir, saved, "tracking-ready",
                               experiment_id=tracker.experiment_id,
                               parent_run_id=tracker.parent_run_id, mlflow_uri=plan.mlflow_uri,
                               ceiling=ceiling, ceiling_inputs=inputs)
@@ -351,20 +323,25 @@ def run_sweep(plan: SweepPlan, saved: dict) -> dict:
     else:
         if saved["phase"] == "tuning":  # killed before Tune saved its first state
             fresh_tuning(plan, tracker)
-        callback = MlflowSweepCallback.for_sweep(tracker, sweep_dir, plan.trial_constants)
+        callback = MlflowSweepCallback(tracker, plan.trial_constants)
         tuner = build_tuner(plan, callbacks=[callback], ceiling=ceiling)
-        saved = state.advance(sweep_dir, saved, "tuning")
+        saved = sweep_record.advance(sweep_dir, saved, "tuning")
     grid = tuner.fit()
-    state.log_phase(sweep_dir, "tuning-done")
+    sweep_record.log_phase(sweep_dir, "tuning-done")
     return finish_sweep(plan, saved, grid, ceiling, tracker, started)
 
 
-def mlflow_incomplete(plan: SweepPlan, saved: dict) -> bool:
-    """Whether a finished sweep's MLflow record misses something a dead tracking server did
-    not take (trial calls queued for replay, or the parent run's summary): a ``--resume``
-    then logs it again instead of only reporting."""
-    pending = Path(plan.sweep_dir) / "mlflow_pending.jsonl"
-    return pending.is_file() or saved.get("mlflow_complete") is False
+def mlflow_incomplete(plan: SweepPlan) -> bool:
+    """Whether MLflow still misses calls a dead tracking server did not take (kept for
+    replay by the writer, ``sweeps.tracking``)."""
+    return (Path(plan.sweep_dir) / tracking.JOURNAL).is_file()
+
+
+def deliver_kept_calls(plan: SweepPlan, saved: dict) -> int:
+    """For a finished sweep: replay what MLflow missed; returns how many calls are still
+    kept (the server is still down)."""
+    return tracking.SweepTracker(plan.mlflow_uri, plan.sweep_dir, saved["experiment_id"],
+                                 saved["parent_run_id"]).close()
 
 
 def finish_sweep(plan: SweepPlan, saved: dict, grid, ceiling: dict, tracker,
@@ -375,8 +352,7 @@ def finish_sweep(plan: SweepPlan, saved: dict, grid, ceiling: dict, tracker,
     rows = report.collect_rows(grid, plan.trial_constants)
     report.mark_paper_trial(rows, plan.paper_point)
     metrics = list(plan.objective)
-    ranked = (report.pareto_front(rows, metrics) if len(metrics) > 1
-              else report.rank(rows, metrics))
+    ranked = report.rank_trials(rows, metrics)
     files = [report.write_results(sweep_dir, rows)]
     summary = {"rows": rows, "ranked": ranked, "ceiling": ceiling, "metrics": metrics,
                "mlflow_uri": plan.mlflow_uri, "parent_run_id": tracker.parent_run_id,
@@ -387,8 +363,6 @@ def finish_sweep(plan: SweepPlan, saved: dict, grid, ceiling: dict, tracker,
         files.append(summary["best_config"])
         tracker.log_metrics({f"best_{m}": ranked[0][m] for m in metrics})
         tracker.tag_ranks(ranked)
-    from scorers.keys import score_key
-    from sweeps.figures import summary_figures
 
     both = [score_key(k, max(plan.ns), "mean") for k in ("inception", "vit")]
     front = report.pareto_front(rows, both)
@@ -396,6 +370,6 @@ def finish_sweep(plan: SweepPlan, saved: dict, grid, ceiling: dict, tracker,
     tracker.log_artifacts(files, "summary")
     tracker.finish("FINISHED" if ranked else "FAILED")
     summary["estimate_minutes"] = plan.estimate_minutes
-    state.advance(sweep_dir, saved, "finished", minutes=round(summary["minutes"], 2),
-                  mlflow_complete=tracker.missed == 0)
+    tracker.close()
+    sweep_record.advance(sweep_dir, saved, "finished", minutes=round(summary["minutes"], 2))
     return summary

@@ -4,7 +4,7 @@
         --out synth.npz
     gensweep synthesize --checkpoint COND_DIR --n 60000 --mode conditional --out synth.npz
     gensweep synthesize --run runs/sweep-vaegan-mnist-... --trial best --n 10000 --out s.npz
-    python trainables/synthesize.py ...          # the same command (also sweeps/synthesize.py)
+    python sweeps/synthesize.py ...              # the same command
 
 Writes three files, each atomically (a half-written export never replaces a good one):
 
@@ -42,6 +42,12 @@ try:
     from trainables.cli import ArgumentParser, fail, number, positive_int, setup_logging
 except ModuleNotFoundError as exc:  # run as a script from a checkout that was not installed
     sys.exit(f"synthesize: error: {exc}; install gensweep first: pip install -e .")
+from scorers.scorecard import LoadedScorer, TrainingImages, scorecard
+from scorers.scorer_cache import is_complete, load_scorer, read_metadata, scorer_dir_for
+from scorers.spec import KINDS
+from sweeps import sweep_record
+from sweeps.presets import PRESETS
+from trainables.datasets import DatasetError, load_dataset
 
 log = logging.getLogger(__name__)
 PROG = "gensweep synthesize"
@@ -76,11 +82,9 @@ def parser() -> ArgumentParser:
 def trial_checkpoint(run: Path, trial: str) -> tuple[Path, dict]:
     """The final checkpoint of a sweep's trial (``best`` = best_config.json's), and the
     sweep's saved state; ValueError naming what is missing."""
-    from sweeps import state
-
-    if not state.holds_sweep(run):
-        raise ValueError(f"--run {run} holds no sweep (no {state.SWEEP_FILE})")
-    saved = state.read_state(run)
+    if not sweep_record.holds_sweep(run):
+        raise ValueError(f"--run {run} holds no sweep (no {sweep_record.SWEEP_FILE})")
+    saved = sweep_record.read_state(run)
     if trial == "best":
         best = run / "best_config.json"
         if not best.is_file():
@@ -108,14 +112,8 @@ def file_sha256(path: Path) -> str:
 def generate(model, cfg, mode: str, n: int, seed: int, data_dir):
     """(images, labels or None) of ``mode``; labelled samples come n / 10 per class, class
     by class. ValueError for ``conditional`` on a model trained without labels."""
-    from trainables.datasets import load_dataset
-    from trainables.samples import (
-        balanced_labels,
-        sample_conditional,
-        sample_latent_gmm,
-        sample_prior,
-        sample_reference,
-    )
+    from trainables.samples import (balanced_labels, sample_conditional, sample_latent_gmm,
+                                    sample_prior, sample_reference)
 
     if mode == "prior":
         return sample_prior(model, n, seed=seed), None
@@ -144,39 +142,21 @@ def write_all(writers: dict) -> None:
 
 def score_set(images, labels, dataset: str, scorer_dirs: dict, cfg, score_n: int, seed: int,
               data_dir) -> dict:
-    """The datasheet's scores of a seeded sample of the set (see the module doc)."""
+    """The datasheet's scorecard of a seeded sample of the set (see the module doc)."""
     import numpy as np
-
-    from scorers import memorisation as memo
-    from scorers import utility
-    from scorers.scoring import score_images
-    from scorers.store import load_scorer
-    from trainables.datasets import load_dataset
 
     pick = np.sort(np.random.default_rng(seed).permutation(len(images))[:score_n])
     x = images[pick]
-    n = len(x)
-    out, ids = {}, {}
-    training = {"subset": cfg.subset, "seed": cfg.seed}
-    for kind, folder in scorer_dirs.items():
-        scorer = load_scorer(folder, data_dir=data_dir)
-        ids[kind] = scorer.scorer_id
-        out.update(score_images(scorer, x, (n,), dataset=dataset,
-                                train=training if kind == "vit" else None))
-    data = load_dataset(dataset, data_dir or cfg.data_dir, subset=cfg.subset, seed=cfg.seed)
-    pixels = memo.pixel_memorisation(x, data.train.images, n)
-    pixels.pop("_pairs_png")
-    out.update(pixels)
-    if labels is not None:
-        out.update(utility.cas_with_ceiling(x, labels[pick], load_dataset(dataset, data_dir), n))
-    return {"n_scored": n, "scores": out, "scorer_ids": ids}
+    loaded = {kind: load_scorer(folder, data_dir=data_dir) for kind, folder in scorer_dirs.items()}
+    scores = scorecard(x, dataset=dataset, ns=(len(x),),
+                       scorers={k: LoadedScorer(s, dataset) for k, s in loaded.items()},
+                       labelled=None if labels is None else (x, labels[pick]),
+                       training=TrainingImages(cfg.subset, cfg.seed, data_dir or cfg.data_dir))
+    return {"n_scored": len(x), "scores": scores,
+            "scorer_ids": {k: s.scorer_id for k, s in loaded.items()}}
 
 
 def default_scorers(dataset: str, scorers_dir: str | None, saved: dict | None) -> dict:
-    from scorers.spec import KINDS
-    from scorers.store import is_complete, read_metadata, scorer_dir_for
-    from sweeps.presets import PRESETS
-
     if saved and saved.get("scorers"):
         dirs = {k: Path(v) for k, v in saved["scorers"].items()}
     elif scorers_dir:
@@ -185,10 +165,7 @@ def default_scorers(dataset: str, scorers_dir: str | None, saved: dict | None) -
         dirs = None
     if dirs is not None:
         for kind, folder in dirs.items():
-            meta = read_metadata(folder)  # ValueError naming the folder
-            if meta["kind"] != kind or meta["dataset"] != dataset:
-                raise ValueError(f"{folder} holds a {meta['kind']} scorer for "
-                                 f"{meta['dataset']}; expected a {kind} scorer for {dataset}")
+            read_metadata(folder, kind, dataset)  # ValueError naming the folder
         return dirs
     dirs = {k: scorer_dir_for(PRESETS["quick"].scorer_spec(dataset, k)) for k in KINDS}
     missing = [k for k, d in dirs.items() if not is_complete(d)]
@@ -204,7 +181,6 @@ def main(argv=None) -> int:
     import numpy as np
 
     from trainables.checkpoint import CheckpointError, load_generator
-    from trainables.datasets import DatasetError
     from trainables.samples import class_grid, image_grid, save_png
 
     out = Path(args.out)

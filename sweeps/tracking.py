@@ -1,18 +1,27 @@
 """MLflow logging of a sweep: one parent run per sweep, one nested child run per trial.
 
 All logging happens in the driver, through the tracking URI: trials on other nodes never
-write MLflow files themselves. ``SweepTracker`` holds the client, the experiment and the
-parent run; the per-trial Tune callback (``sweeps.mlflow_callback``) logs the children.
+write MLflow files themselves. ``SweepTracker`` is the one writer: the experiment, the parent
+run, and (called by the Tune callback in ``sweeps.mlflow_callback``) the child runs.
+
+One failure strategy for every call after the set-up: if the tracking server goes away,
+the sweep carries on, and each call it misses is kept in ``mlflow_pending.jsonl`` in the
+sweep folder and replayed, in order, when the server answers again (``--resume`` replays
+what is left). Each kept call names one of ``OPERATIONS``, the only calls ever replayed, and
+each is idempotent, so a replay never duplicates a run, a param or a round's metrics.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import time
 from pathlib import Path
 
+from sweeps.databases import mlflow_client
 from sweeps.redact import redact_url
+from sweeps.tracking_server import bound_http_retries, server_answers
 
 log = logging.getLogger(__name__)
 
@@ -22,77 +31,52 @@ TRIAL_TAG = "gensweep.trial_id"
 STATUS_TAG = "gensweep.status"
 RANK_TAG = "gensweep.rank"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+JOURNAL = "mlflow_pending.jsonl"
+# gensweep.status of a child run -> MLflow's run status
+RUN_STATUS = {"finished": "FINISHED", "stopped": "KILLED"}
+# A number every round reports (losses, progress, the probe), not a final score.
+ROUND_METRICS = ("round", "step", "images_seen", "epoch", "diverged", "round_time_s",
+                 "train_time_s", "images_per_s", "wall_time_s", "gpus_assigned")
+ROUND_PREFIXES = ("train_", "test_", "probe_")
 ARTIFACTS = ("samples_grid.png", "memorisation_pairs.png", "model.safetensors", "state.json",
              "samples.npz")
-# MLflow's own defaults (7 retries, exponential backoff, 120 s timeout) block the Tune driver
-# about 4 minutes per call while a server is down; a sweep must not stall on its bookkeeping.
-# Set by us only where the user has not set them.
-HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
-               "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
-HEALTH_TIMEOUT_S = 3.0
-
-
-def bound_http_retries() -> None:
-    """Cap MLflow's HTTP retries and timeout in this process, unless the user chose them."""
-    for key, value in HTTP_LIMITS.items():
-        os.environ.setdefault(key, value)
-
-
-def is_remote(uri: str) -> bool:
-    return uri.startswith(("http://", "https://"))
-
-
-def health(uri: str, timeout_s: float = HEALTH_TIMEOUT_S) -> str | None:
-    """None if the tracking server answers ``/health`` (local stores always do), else why not."""
-    if not is_remote(uri):
-        return None
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as resp:
-            return None if resp.status == 200 else f"HTTP {resp.status}"
-    except OSError as exc:
-        return str(exc)
-
-
-def server_answers(uri: str, timeout_s: float = HEALTH_TIMEOUT_S) -> bool:
-    return health(uri, timeout_s) is None
-
-
-def default_tracking_uri(sweep_dir: Path) -> str:
-    """The embedded store: a SQLite file in the sweep folder (nothing to start)."""
-    return f"sqlite:///{Path(sweep_dir).resolve() / 'mlflow.db'}"
-
-
-def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
-    """Fail fast, before any trial starts, if ``uri`` does not answer."""
-    why = health(uri, timeout_s)
-    if why is not None:
-        raise ConnectionError(
-            f"MLflow tracking server {redact_url(uri)} is unreachable ({why}); start it (e.g. "
-            f"`mlflow server --host 127.0.0.1 --port 5000`) or omit --mlflow-uri for the "
-            f"embedded store")
+def is_round_metric(key: str) -> bool:
+    return key in ROUND_METRICS or key.startswith(ROUND_PREFIXES)
 
 
 class SweepTracker:
-    """The sweep's MLflow client, experiment and parent run."""
+    """The sweep's MLflow writer: its experiment, its parent run and its trials' child runs.
 
-    def __init__(self, uri: str):
-        self.uri = uri
-        self.experiment_id: str | None = None
-        self.parent_run_id: str | None = None
-        self._client = None
-        self.missed = 0  # sweep-level calls a dead server missed (a resume logs them again)
+    ``attach``, ``open`` and ``delete_children`` set the sweep up and must succeed (a sweep
+    that cannot reach its store stops there); every later call goes through ``call``, which
+    keeps what a dead server misses for replay. Pickled with the Tune callback, it carries
+    its settings only (a fresh client is made on first use)."""
+
+    def __init__(self, uri: str, sweep_dir, experiment_id: str | None = None,
+                 parent_run_id: str | None = None):
+        self.uri, self.sweep_dir = uri, str(sweep_dir)
+        self.experiment_id, self.parent_run_id = experiment_id, parent_run_id
+        self._client, self._runs, self._down = None, {}, False
         bound_http_retries()
+
+    def __getstate__(self):
+        return {**self.__dict__, "_client": None, "_runs": {}, "_down": False}
+
+    def __setstate__(self, state):
+        bound_http_retries()
+        self.__dict__.update(state)
 
     @property
     def client(self):
         if self._client is None:
-            from sweeps.stores import mlflow_client
-
             self._client = mlflow_client(self.uri)
         return self._client
 
+    @property
+    def journal_path(self) -> Path:
+        return Path(self.sweep_dir) / JOURNAL
+
+    # --- set-up (must succeed) -----------------------------------------------------------
     def attach(self, experiment_id: str, parent_run_id: str) -> None:
         """Continue the parent run a resumed sweep recorded. The client is made now, so a
         local store that cannot be opened stops the sweep here (``OSError``) rather than
@@ -100,7 +84,7 @@ class SweepTracker:
         self.experiment_id, self.parent_run_id = experiment_id, parent_run_id
         self.client  # noqa: B018 - made for its check
 
-    def open(self, experiment: str, run_name: str, sweep_dir: Path, params: dict, tags: dict,
+    def open(self, experiment: str, run_name: str, params: dict, tags: dict,
              sweep_key: str) -> None:
         """Find or create the experiment, then the sweep's parent run. A parent run already
         tagged with ``sweep_key`` (a sweep killed after creating it, before recording it) is
@@ -113,7 +97,7 @@ class SweepTracker:
         else:
             location = None
             if not self.uri.startswith(("http://", "https://", "databricks")):
-                location = (Path(sweep_dir).resolve() / "mlartifacts").as_uri()
+                location = (Path(self.sweep_dir).resolve() / "mlartifacts").as_uri()
             self.experiment_id = self.client.create_experiment(experiment,
                                                                artifact_location=location)
         # MLflow 3's UI opens an experiment of unknown kind on its GenAI overview (traces,
@@ -135,63 +119,207 @@ class SweepTracker:
                               params=[Param(k, str(v)) for k, v in missing.items()],
                               tags=[RunTag(ROLE_TAG, "sweep")])
 
-    def log_metrics(self, metrics: dict) -> None:
-        """Sweep-level numbers (real-data ceiling, best scores); a dead server only warns."""
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        try:
-            self.client.log_batch(self.parent_run_id, metrics=[
-                Metric(k, float(v), now, 0) for k, v in metrics.items()
-                if isinstance(v, (int, float)) and math.isfinite(v)])
-        except Exception as exc:
-            self.missed += 1
-            log.warning("could not log sweep metrics to MLflow (%s): %s", redact_url(self.uri),
-                        exc)
-
-    def log_artifacts(self, paths, artifact_path: str) -> None:
-        """Files on the parent run (a dead server only warns: they stay in the sweep folder)."""
-        for path in paths:
-            try:
-                self.client.log_artifact(self.parent_run_id, str(path), artifact_path)
-            except Exception as exc:
-                self.missed += 1
-                log.warning("could not log %s to MLflow (%s): %s", path, redact_url(self.uri),
-                            exc)
-
     def delete_children(self) -> int:
-        """Delete the parent's child runs (of trials a resumed sweep will not continue)."""
+        """Delete the parent's child runs, and the kept calls about them (of trials a
+        restarted sweep will not continue), so a replay cannot bring them back."""
         children = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'")
         for run in children:
             self.client.delete_run(run.info.run_id)
+        kept = [e for e in self._journal() if e["op"] not in TRIAL_OPERATIONS]
+        self._write_journal(kept)
         return len(children)
+
+    # --- the parent run's calls ----------------------------------------------------------
+    def log_metrics(self, metrics: dict) -> None:
+        """Sweep-level numbers (real-data ceiling, best scores)."""
+        finite = {k: float(v) for k, v in metrics.items()
+                  if isinstance(v, (int, float)) and math.isfinite(v)}
+        self.call("sweep_metrics", finite, int(time.time() * 1000))
+
+    def log_artifacts(self, paths, artifact_path: str) -> None:
+        """Files on the parent run (they stay in the sweep folder whatever MLflow does)."""
+        for path in paths:
+            self.call("sweep_artifact", str(path), artifact_path)
 
     def tag_ranks(self, ranked: list) -> None:
         """Each ranked trial's child run gets tag ``gensweep.rank`` and ``#rank`` in its name,
         so the runs table shows the winners."""
-        try:
-            children = self.client.search_runs(
-                [self.experiment_id],
-                filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'")
-            by_trial = {r.data.tags.get(TRIAL_TAG): r for r in children}
-            for rank, row in enumerate(ranked, 1):
-                run = by_trial.get(row.get("trial_id"))
-                if run is None:
-                    continue
-                self.client.set_tag(run.info.run_id, RANK_TAG, str(rank))
-                name = (run.info.run_name or "").split(" (#")[0]
-                self.client.update_run(run.info.run_id, name=f"{name} (#{rank})")
-        except Exception as exc:
-            self.missed += 1
-            log.warning("could not tag the trials' ranks in MLflow (%s): %s",
-                        redact_url(self.uri), exc)
+        self.call("ranks", [row.get("trial_id") for row in ranked])
 
     def finish(self, status: str) -> None:
+        self.call("sweep_finish", status)
+
+    # --- the child runs' calls (from sweeps.mlflow_callback) -----------------------------
+    def trial_started(self, trial_id: str, name: str, params: dict) -> None:
+        self.call("start", trial_id, name, params)
+
+    def trial_result(self, trial_id: str, name: str, params: dict, metrics: dict,
+                     step: int) -> None:
+        self.call("metrics", trial_id, name, params, metrics, step, int(time.time() * 1000))
+
+    def trial_ended(self, trial_id: str, name: str, params: dict, status: str,
+                    checkpoint_dir: str | None) -> None:
+        self.call("finish", trial_id, name, params, status, checkpoint_dir)
+
+    # --- the failure strategy ------------------------------------------------------------
+    def call(self, op: str, *args) -> bool:
+        """Run one of ``OPERATIONS``; on failure keep it for replay instead of failing the
+        sweep. After one failure the server counts as down: later calls are kept after a
+        short ``/health`` probe instead of each waiting out the client's retries. Kept calls
+        are replayed before a new one, so MLflow receives them in order."""
+        if self._down and not server_answers(self.uri):
+            self._keep(op, args)
+            return False
+        if self.journal_path.is_file():
+            self.replay()
+            if self.journal_path.is_file() and not server_answers(self.uri):
+                self._down = True
+                self._keep(op, args)
+                return False
+        self._down = False
         try:
-            self.client.set_terminated(self.parent_run_id, status)
-        except Exception as exc:
-            self.missed += 1
-            log.warning("could not close the sweep's MLflow run (%s): %s", redact_url(self.uri),
-                        exc)
+            OPERATIONS[op](self, *args)
+            return True
+        except Exception as exc:  # the sweep must outlive the tracking server
+            self._down = True
+            log.warning("MLflow %s failed (%s: %s); kept for replay in %s", op,
+                        redact_url(self.uri), exc, self.journal_path)
+            self._keep(op, args)
+            return False
+
+    def replay(self) -> int:
+        """Retry the kept calls, in order; returns how many are still kept. Stops at the
+        first failure while the server is down (the rest would only wait out their
+        timeouts); a call the live server rejects is kept and the replay goes on."""
+        entries = self._journal()
+        still = []
+        for i, entry in enumerate(entries):
+            try:
+                OPERATIONS[entry["op"]](self, *entry["args"])
+            except Exception as exc:
+                if not server_answers(self.uri):
+                    still.extend(entries[i:])
+                    break
+                log.warning("MLflow rejected a kept %s call (%s); it stays in %s",
+                            entry["op"], exc, self.journal_path)
+                still.append(entry)
+        if entries:
+            self._write_journal(still)
+        return len(still)
+
+    def close(self) -> int:
+        """Deliver what is kept; returns how many calls could not be (``--resume`` replays
+        them), with a warning that says where they are."""
+        left = self.replay()
+        if left:
+            log.warning("%d MLflow calls could not be delivered; they stay in %s and are "
+                        "replayed by `--resume`", left, self.journal_path)
+        return left
+
+    def _keep(self, op: str, args) -> None:
+        with open(self.journal_path, "a") as fh:
+            fh.write(json.dumps({"op": op, "args": list(args)}, default=str) + "\n")
+
+    def _journal(self) -> list[dict]:
+        if not self.journal_path.is_file():
+            return []
+        return [json.loads(l) for l in self.journal_path.read_text().splitlines() if l]
+
+    def _write_journal(self, entries: list[dict]) -> None:
+        if not entries:
+            self.journal_path.unlink(missing_ok=True)
+            return
+        tmp = self.journal_path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(e) + "\n" for e in entries))
+        os.replace(tmp, self.journal_path)
+
+    # --- the operations (each idempotent, so a replay never duplicates) ------------------
+    def _op_sweep_metrics(self, metrics: dict, ts_ms: int) -> None:
+        from mlflow.entities import Metric
+
+        self.client.log_batch(self.parent_run_id,
+                              metrics=[Metric(k, v, ts_ms, 0) for k, v in metrics.items()])
+
+    def _op_sweep_artifact(self, path: str, artifact_path: str) -> None:
+        self.client.log_artifact(self.parent_run_id, path, artifact_path)
+
+    def _op_ranks(self, trial_ids: list) -> None:
+        children = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'")
+        by_trial = {r.data.tags.get(TRIAL_TAG): r for r in children}
+        for rank, trial_id in enumerate(trial_ids, 1):
+            run = by_trial.get(trial_id)
+            if run is None:
+                continue
+            self.client.set_tag(run.info.run_id, RANK_TAG, str(rank))
+            name = (run.info.run_name or "").split(" (#")[0]
+            self.client.update_run(run.info.run_id, name=f"{name} (#{rank})")
+
+    def _op_sweep_finish(self, status: str) -> None:
+        self.client.set_terminated(self.parent_run_id, status)
+
+    def _run_id(self, trial_id: str, trial_name: str, params: dict) -> str:
+        from mlflow.entities import Param
+
+        if trial_id in self._runs:
+            return self._runs[trial_id]
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(f"tags.`{TRIAL_TAG}` = '{trial_id}' and "
+                           f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'"))
+        if found:
+            # The server may have died between create_run and the params: add what is missing.
+            run_id = found[0].info.run_id
+            missing = {k: v for k, v in params.items() if k not in found[0].data.params}
+            if missing:
+                self.client.log_batch(
+                    run_id, params=[Param(k, str(v)) for k, v in missing.items()])
+        else:
+            run_id = self.client.create_run(
+                self.experiment_id, run_name=trial_name,
+                tags={"mlflow.parentRunId": self.parent_run_id, TRIAL_TAG: trial_id,
+                      STATUS_TAG: "running"}).info.run_id
+            self.client.log_batch(
+                run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        self._runs[trial_id] = run_id
+        return run_id
+
+    def _op_start(self, trial_id, trial_name, params) -> None:
+        self._run_id(trial_id, trial_name, params)
+
+    def _op_metrics(self, trial_id, trial_name, params, metrics, step, ts_ms) -> None:
+        from mlflow.entities import Metric
+
+        run_id = self._run_id(trial_id, trial_name, params)
+        # A round's numbers are logged once: the final report repeats the last round's beside
+        # the scores, and a trial restored from its checkpoint may report a round again.
+        # MLflow itself says which rounds it has, so this holds across driver restarts.
+        if any(m.step == step for m in self.client.get_metric_history(run_id, "round")):
+            metrics = {k: v for k, v in metrics.items() if not is_round_metric(k)}
+        batch = [Metric(k, v, ts_ms, step) for k, v in metrics.items()]
+        for i in range(0, len(batch), 900):  # MLflow caps a batch at 1000 metrics
+            self.client.log_batch(run_id, metrics=batch[i:i + 900])
+
+    def _op_finish(self, trial_id, trial_name, params, status, checkpoint_dir) -> None:
+        run_id = self._run_id(trial_id, trial_name, params)
+        if checkpoint_dir and Path(checkpoint_dir).is_dir():
+            for name in ARTIFACTS:
+                path = Path(checkpoint_dir) / name
+                if path.is_file():
+                    self.client.log_artifact(
+                        run_id, str(path), "samples" if name.endswith(".png") else "checkpoint")
+        self.client.set_tag(run_id, STATUS_TAG, status)
+        self.client.set_terminated(run_id, RUN_STATUS.get(status, "FAILED"))
+
+
+# The calls a kept entry may name: nothing else is ever replayed.
+TRIAL_OPERATIONS = {"start": SweepTracker._op_start, "metrics": SweepTracker._op_metrics,
+                    "finish": SweepTracker._op_finish}
+OPERATIONS = {**TRIAL_OPERATIONS,
+              "sweep_metrics": SweepTracker._op_sweep_metrics,
+              "sweep_artifact": SweepTracker._op_sweep_artifact,
+              "ranks": SweepTracker._op_ranks,
+              "sweep_finish": SweepTracker._op_sweep_finish}

@@ -8,15 +8,14 @@ constants, the scorer actors' names, the sample counts) reaches the trial throug
 """
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
-from scorers.keys import probe_key
+from scorers.keys import cas_key, probe_key, score_key
+from sweeps.databases import ensure_optuna_store
+from sweeps.search import score_search_class
 from sweeps.spaces import SPACES, with_conditional
-from sweeps.trial import TrialPlan
-
-log = logging.getLogger(__name__)
+from sweeps.trial import TrialPlan, sweep_trial
 
 
 def search_space(plan) -> dict:
@@ -26,8 +25,6 @@ def search_space(plan) -> dict:
 
 def trial_plan(plan, ceiling: dict | None = None) -> TrialPlan:
     """What every trial shares; ``ceiling`` (the real-data ceiling) gives the CAS its ratio."""
-    from scorers.keys import cas_key
-
     return TrialPlan(constants=dict(plan.trial_constants), actor_names=dict(plan.actor_names),
                      namespace=plan.namespace, ns=tuple(plan.ns), probe_n=plan.probe_n,
                      cas_ceiling=(ceiling or {}).get(cas_key(max(plan.ns))))
@@ -37,9 +34,6 @@ def make_searcher(plan):
     """Seeded TPE (or multi-objective TPE for is+ts) over a persistent Optuna study."""
     import optuna
     from ray.tune.search import ConcurrencyLimiter
-
-    from sweeps.search import score_search_class
-    from sweeps.stores import ensure_optuna_store
 
     metrics, modes = list(plan.objective), list(plan.modes)
     if not plan.request.optuna_storage:
@@ -52,12 +46,16 @@ def make_searcher(plan):
                                 directions=["maximize"] * len(metrics), load_if_exists=True)
     if study.metric_names is None:
         study.set_metric_names(metrics)
+    # The paper's point is the study's first trial. Enqueued here, into the study, rather than
+    # given to Ray as points_to_evaluate: a resumed sweep sets its pickled searcher up again,
+    # and Ray would enqueue the points a second time (a WAITING trial no Tune trial takes).
+    study.enqueue_trial(dict(plan.paper_point), skip_if_exists=True)
     sampler = optuna.samplers.TPESampler(seed=plan.request.seed,
                                          multivariate=len(metrics) == 1)
     searcher = score_search_class()(
         metric=metrics if len(metrics) > 1 else metrics[0],
         mode=modes if len(modes) > 1 else modes[0],
-        points_to_evaluate=[dict(plan.paper_point)], sampler=sampler,
+        sampler=sampler,
         study_name=plan.study_name, storage=storage)
     if plan.request.max_concurrent:
         searcher = ConcurrencyLimiter(searcher, max_concurrent=plan.request.max_concurrent)
@@ -96,8 +94,6 @@ def trial_name(trial) -> str:
 def trainable(plan, ceiling: dict | None = None):
     from ray import tune
 
-    from sweeps.trial import sweep_trial
-
     return tune.with_resources(
         tune.with_parameters(sweep_trial, trial_plan=trial_plan(plan, ceiling)),
         {"cpu": plan.trial_cpus, "gpu": plan.trial_gpus})
@@ -134,8 +130,6 @@ def progress_table(plan):
     after every round and how far it got, then, once it is scored, the objective and the
     headline scores. Plumbing (pids, node ids, timings) stays out."""
     from ray.tune import CLIReporter
-
-    from scorers.keys import cas_key, score_key
 
     n = max(plan.ns)
     columns = {probe_key(plan.probe_n): "TS probe", "images_seen": "images",

@@ -22,6 +22,11 @@ try:
     from trainables.cli import ArgumentParser, fail, positive_int
 except ModuleNotFoundError as exc:  # run as a script from a checkout that was not installed
     sys.exit(f"sweeps/ui.py: error: {exc}; install gensweep first: pip install -e .")
+from sweeps import sweep_record
+from sweeps.databases import ensure_mlflow_store, ensure_optuna_store
+from sweeps.plan import SweepPlan
+from sweeps.redact import redact_url
+from sweeps.tracking_server import is_remote
 
 PROG = "gensweep ui"
 
@@ -47,12 +52,9 @@ def runs_url(base: str, experiment_id: str | None) -> str:
 
 def commands(folder: Path, saved: dict, mlflow_port: int, optuna_port: int) -> dict:
     """What to start, and the URLs to open, for the sweep ``saved`` describes."""
-    from sweeps.plan import SweepPlan
-    from sweeps.tracking import is_remote
-
-    plan = SweepPlan.from_dict(saved["plan"]) if "plan" in saved else None
-    mlflow_uri = saved.get("mlflow_uri") or (plan.mlflow_uri if plan else None)
-    optuna_url = plan.optuna_url if plan else f"sqlite:///{folder.resolve() / 'optuna.db'}"
+    plan = SweepPlan.from_dict(saved["plan"])
+    mlflow_uri = saved.get("mlflow_uri") or plan.mlflow_uri
+    optuna_url = plan.optuna_url
     exp = saved.get("experiment_id")
     out = {}
     if mlflow_uri and is_remote(mlflow_uri):
@@ -73,11 +75,9 @@ def commands(folder: Path, saved: dict, mlflow_port: int, optuna_port: int) -> d
 
 
 def create_stores(todo: dict) -> None:
-    """Create the local stores the UIs will open, whole (``sweeps.stores``): started on a
+    """Create the local stores the UIs will open, whole (``sweeps.databases``): started on a
     sweep that has not made them yet, the UIs would build them in place, and a sweep
     starting meanwhile could find one half made. OSError if one cannot be created."""
-    from sweeps.stores import ensure_mlflow_store, ensure_optuna_store
-
     if todo.get("mlflow", {}).get("store"):
         ensure_mlflow_store(todo["mlflow"]["store"])
     if "optuna" in todo:
@@ -86,15 +86,13 @@ def create_stores(todo: dict) -> None:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    from sweeps import state
-    from sweeps.redact import redact_url
 
     folder = Path(args.run)
-    if not state.holds_sweep(folder):
-        fail(PROG, f"{folder} holds no sweep (no {state.SWEEP_FILE}); give the folder a sweep "
+    if not sweep_record.holds_sweep(folder):
+        fail(PROG, f"{folder} holds no sweep (no {sweep_record.SWEEP_FILE}); give the folder a sweep "
                    f"wrote, e.g. runs/sweep-vaegan-mnist-...")
     try:
-        saved = state.read_state(folder)
+        saved = sweep_record.read_state(folder)
         todo = commands(folder, saved, args.mlflow_port, args.optuna_port)
     except ValueError as exc:
         fail(PROG, str(exc))

@@ -39,7 +39,7 @@ def data_dir() -> Path:
 def smoke_scorers():
     """The smoke preset's scorers, fine-tuned once into the session cache that every sweep
     subprocess of this session reuses (the same specs a smoke sweep's plan asks for)."""
-    from scorers.store import ensure_spec
+    from scorers.scorer_cache import ensure_spec
     from sweeps.presets import PRESETS
 
     preset = PRESETS["smoke"]

@@ -96,14 +96,14 @@ def nothing_started(storage: Path) -> None:
 def plan(storage: Path):
     """The plan a sweep recorded in its sweep.json."""
     from sweeps.plan import SweepPlan
-    from sweeps.state import read_state
+    from sweeps.sweep_record import read_state
 
     return SweepPlan.from_dict(read_state(storage)["plan"])
 
 
 def state_phase(storage: Path) -> str | None:
     """The phase the sweep in ``storage`` recorded last (None: no sweep.json yet)."""
-    from sweeps.state import holds_sweep, read_state
+    from sweeps.sweep_record import holds_sweep, read_state
 
     return read_state(storage)["phase"] if holds_sweep(storage) else None
 

@@ -1,6 +1,6 @@
 """Scores by their definitions: the oracles the shipped score maths is tested against.
 
-The sweep and ``scorers/score.py`` compute every score one way (``scorers.metrics`` for IS
+The sweep and ``scorers/score_cli.py`` compute every score one way (``scorers.metrics`` for IS
 and class coverage, ``scorers.reference`` for FID, KID, MMD, 1-NN, precision, recall, density
 and coverage against the cached real side). These are the same scores written the plain way
 (as torch-fidelity keeps its references under ``tests/``), plus the ``prdc`` package itself.

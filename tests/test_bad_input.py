@@ -9,10 +9,9 @@ import sys
 import threading
 from pathlib import Path
 
+import faultkit as fk
 import numpy as np
 import pytest
-
-import faultkit as fk
 
 pytestmark = pytest.mark.slow
 GENSWEEP = str(Path(sys.executable).parent / "gensweep")

@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from scorers.scorecard import TrainingImages
 from sweeps import ceiling as ce
 
 
@@ -20,7 +21,7 @@ def _scorers(tmp_path):
 
 
 def _inputs(dirs, **over):
-    args = {"dataset": "mnist", "ns": (1000, 5000), "train": {"subset": None, "seed": 0},
+    args = {"dataset": "mnist", "ns": (1000, 5000), "train": TrainingImages(),
             "scorer_gpus": False}
     args.update(over)
     return ce.ceiling_inputs(dirs, args["dataset"], args["ns"], args["train"],
@@ -43,7 +44,7 @@ def test_every_input_changes_the_key(tmp_path):
     assert base == ce.cache_path(_inputs(dirs), root=tmp_path)  # stable
     others = [ce.cache_path(_inputs(dirs, **change), root=tmp_path) for change in (
         {"dataset": "fashion-mnist"}, {"ns": (1000,)},
-        {"train": {"subset": 500, "seed": 0}}, {"train": {"subset": None, "seed": 1}},
+        {"train": TrainingImages(500, 0)}, {"train": TrainingImages(None, 1)},
         {"scorer_gpus": True})]
     # a rebuilt scorer has a new metadata.json (its creation time, accuracy, ...)
     (dirs["vit"] / "metadata.json").write_text(json.dumps({"kind": "vit", "created": "t1"}))
@@ -63,7 +64,7 @@ def test_the_code_digest_covers_the_scoring_code():
                for p in ((root / entry).rglob("*.py") if (root / entry).is_dir()
                          else [root / entry])}
     assert {"scorers/metrics.py", "scorers/utility.py", "scorers/memorisation.py",
-            "scorers/scoring.py", "scorers/vit.py", "scorers/inception.py", "sweeps/trial.py",
+            "scorers/classifier_scores.py", "scorers/scorecard.py", "scorers/vit.py", "scorers/inception.py",
             "sweeps/ceiling.py", "trainables/datasets.py", "trainables/device.py",
             "trainables/speed.py"} <= covered
 
@@ -96,20 +97,20 @@ def test_a_resumed_sweep_keeps_its_recorded_ceiling_while_its_inputs_hold(tmp_pa
     monkeypatch.setenv("GENSWEEP_CACHE_DIR", str(tmp_path / "cache"))
     plan, dirs = _smoke_plan(tmp_path), _scorers(tmp_path)
     c = plan.trial_constants
-    inputs = ce.ceiling_inputs(dirs, "mnist", plan.ns, {"subset": c.get("subset"),
-                                                        "seed": c.get("seed", 0)})
+    inputs = ce.ceiling_inputs(dirs, "mnist", plan.ns,
+                                TrainingImages(c.get("subset"), c.get("seed", 0)))
     ce.write_cached(ce.cache_path(inputs), inputs, {"ts_500_mean": 9.0})
     recorded = {"ceiling": {"ts_500_mean": 8.0}, "inputs": json.loads(json.dumps(inputs))}
-    assert ce.real_ceiling(plan, dirs, {}, recorded) == ({"ts_500_mean": 8.0}, "sweep.json",
+    assert ce.real_ceiling(plan, dirs, recorded) == ({"ts_500_mean": 8.0}, "sweep.json",
                                                          inputs)
-    assert ce.real_ceiling(plan, dirs, {}, None)[:2] == ({"ts_500_mean": 9.0}, "cache")
-    assert ce.real_ceiling(plan, dirs, {}, {"ceiling": None, "inputs": None})[1] == "cache"
+    assert ce.real_ceiling(plan, dirs, None)[:2] == ({"ts_500_mean": 9.0}, "cache")
+    assert ce.real_ceiling(plan, dirs, {"ceiling": None, "inputs": None})[1] == "cache"
     # its scorers were rebuilt since (a new metadata.json): the recorded ceiling is not theirs
     (dirs["vit"] / "metadata.json").write_text(json.dumps({"kind": "vit", "created": "t1"}))
-    new_inputs = ce.ceiling_inputs(dirs, "mnist", plan.ns, {"subset": c.get("subset"),
-                                                            "seed": c.get("seed", 0)})
+    new_inputs = ce.ceiling_inputs(dirs, "mnist", plan.ns,
+                                    TrainingImages(c.get("subset"), c.get("seed", 0)))
     ce.write_cached(ce.cache_path(new_inputs), new_inputs, {"ts_500_mean": 9.5})
-    assert ce.real_ceiling(plan, dirs, {}, recorded) == ({"ts_500_mean": 9.5}, "cache",
+    assert ce.real_ceiling(plan, dirs, recorded) == ({"ts_500_mean": 9.5}, "cache",
                                                          new_inputs)
     assert "measured with other scorers" in caplog.text
 
@@ -128,13 +129,13 @@ def test_a_second_sweep_reads_back_the_ceiling_the_first_computed(tmp_path, monk
     ray.init(num_cpus=2, include_dashboard=False, namespace=plan.namespace)
     try:
         actors = start_actors(plan, smoke_scorers)
-        first, source, _ = ce.real_ceiling(plan, smoke_scorers, actors["handles"])
+        first, source, _ = ce.real_ceiling(plan, smoke_scorers)
         assert source == "computed" and {"ts_500_mean", "is_500_mean", "cas_500"} <= set(first)
         files = list((tmp_path / "cache" / "ceilings" / "mnist").glob("*.json"))
         assert len(files) == 1
         for handle in actors["handles"].values():
             ray.kill(handle)  # the cached path must not need them
-        second, source, _ = ce.real_ceiling(plan, smoke_scorers, {})
+        second, source, _ = ce.real_ceiling(plan, smoke_scorers)
         assert source == "cache" and second == first
     finally:
         ray.shutdown()

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 
 def wait_phase(storage, phase: str, proc, timeout: float = 600) -> None:
-    from sweeps.state import read_phases
+    from sweeps.sweep_record import read_phases
 
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -160,7 +160,7 @@ class _Evil:
 def test_crafted_pickles_in_a_scorer_folder_are_refused(tmp_path, smoke_scorers):
     import numpy as np
 
-    from scorers.store import load_scorer
+    from scorers.scorer_cache import load_scorer
 
     live = tmp_path / "live"
     pickle.loads(pickle.dumps(_Evil(live))).close()  # the payload does run when unpickled

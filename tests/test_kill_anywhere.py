@@ -29,7 +29,7 @@ def trial_dirs(storage: Path) -> list:
 def reached(storage: Path, moment: str, pid: int) -> bool:
     """Whether the sweep run ``pid`` (the driver) reached ``moment``: a phase it logged, or a
     trial event."""
-    from sweeps.state import read_phases
+    from sweeps.sweep_record import read_phases
 
     phases = ([p["phase"] for p in read_phases(storage) if p["pid"] == pid]
               if storage.is_dir() else [])

@@ -6,14 +6,14 @@ import math
 import warnings
 
 import numpy as np
+import oracles as two_sample
 import pytest
+from oracles import kernel_inception_distance, kernel_mmd, nn1_accuracy
 from scipy import linalg
 from scipy.spatial.distance import pdist
 
-import oracles as two_sample
 import scorers.arrays as arrays
 import scorers.fid as fid
-from oracles import kernel_inception_distance, kernel_mmd, nn1_accuracy
 from scorers.fid import frechet_distance_general as frechet_distance
 from scorers.metrics import class_coverage, inception_score
 

@@ -14,14 +14,14 @@ THRESHOLD = 5.0  # TS at 1,000 samples
 
 @pytest.fixture(scope="module")
 def quick_vit():
-    from scorers.store import ensure_spec, load_scorer
+    from scorers.scorer_cache import ensure_spec, load_scorer
     from sweeps.presets import PRESETS
 
     return load_scorer(ensure_spec(PRESETS["quick"].scorer_spec("mnist", "vit"), progress=False))
 
 
 def ts_1k(scorer, samples) -> float:
-    from scorers.scoring import score_images
+    from scorers.classifier_scores import score_images
 
     return score_images(scorer, samples, (1000,), dataset="mnist")["ts_1k_mean"]
 

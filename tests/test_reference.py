@@ -1,8 +1,8 @@
 """Scores against a precomputed reference (``scorers.reference``) equal their definitions."""
 import numpy as np
+import oracles
 import pytest
 
-import oracles
 import scorers.arrays as arrays
 import scorers.reference as reference
 from scorers.fid import frechet_distance_to_reference

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from scorers import realsplit
+from scorers.classifier_scores import check_ns
 from scorers.images import as_unit_float
-from scorers.scoring import check_ns
 from scorers.keys import n_label
+from scorers.scorer_cache import ensure_scorer, is_complete, read_metadata, scorer_dir_for
 from scorers.spec import ScorerInitError, TrainSpec
-from scorers.store import ensure_scorer, is_complete, read_metadata, scorer_dir_for
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -40,7 +40,7 @@ def test_importing_scorers_pulls_in_no_heavy_framework():
 
 def test_finetune_help_is_fast_and_exits_0():
     started = time.time()
-    out = run_cli("scorers/finetune.py", "--help")
+    out = run_cli("scorers/finetune_cli.py", "--help")
     assert out.returncode == 0
     assert "--init" in out.stdout and "--eval-subset" in out.stdout
     assert time.time() - started < 10
@@ -55,7 +55,7 @@ def test_finetune_help_is_fast_and_exits_0():
     (["--scorer", "vit"], "--dataset"),
 ])
 def test_finetune_bad_arguments_exit_2_with_one_line(args, needle):
-    out = run_cli("scorers/finetune.py", *args)
+    out = run_cli("scorers/finetune_cli.py", *args)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], out.stderr
@@ -65,14 +65,14 @@ def test_finetune_bad_arguments_exit_2_with_one_line(args, needle):
     (["--dataset", "mnist", "--samples", "/nonexistent/x.npz"], "no such file"),
     (["--dataset", "mnist", "--samples", "real-test", "--n", "1000,abc"], "--n"),
     (["--dataset", "mnist", "--samples", "real-test", "--n", "6000"], "--n"),
-    (["--dataset", "mnist", "--samples", "real-test", "--scorers", "resnet"], "resnet"),
+    (["--dataset", "mnist", "--samples", "real-test", "--kinds", "resnet"], "resnet"),
     (["--dataset", "mnist", "--samples", "real-test", "--scorer-dir", "vit"], "KIND=DIR"),
     (["--dataset", "mnist", "--samples", "real-test", "--scorer-dir", "vit=/nonexistent"],
      "does not exist"),
     (["--dataset", "svhn", "--samples", "real-test"], "--dataset"),
 ])
 def test_score_bad_arguments_exit_2_with_one_line(args, needle):
-    out = run_cli("scorers/score.py", *args)
+    out = run_cli("scorers/score_cli.py", *args)
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], out.stderr
@@ -87,7 +87,7 @@ def test_score_rejects_bad_sample_files(tmp_path):
     np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     for path, needle in [(bad_shape, "(2000, 32, 32)"), (few, "holds 50 images"),
                          (pickled, "without pickle")]:
-        out = run_cli("scorers/score.py", "--dataset", "mnist", "--samples", str(path),
+        out = run_cli("scorers/score_cli.py", "--dataset", "mnist", "--samples", str(path),
                       "--n", "100")
         assert out.returncode == 2, out.stderr
         assert needle in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
@@ -238,11 +238,11 @@ def test_finetune_cli_offline_inits_exit_2(tmp_path):
                "KERAS_HOME": str(tmp_path / "keras")}
     for kind, init, needle in [("vit", "google/vit-base-patch16-224-in21k", "HF_HUB_OFFLINE"),
                                ("inception", "imagenet", "storage.googleapis.com")]:
-        out = run_cli("scorers/finetune.py", "--dataset", "mnist", "--scorer", kind, "--init",
+        out = run_cli("scorers/finetune_cli.py", "--dataset", "mnist", "--scorer", kind, "--init",
                       init, "--cache-root", str(tmp_path / "c"), "--no-progress", env=offline)
         assert out.returncode == 2, out.stderr[-2000:]
         last = out.stderr.strip().splitlines()[-1]
-        assert last.startswith("finetune.py: error: --init") and needle in last, last
+        assert last.startswith("gensweep finetune: error: --init") and needle in last, last
         assert "Alternatives" in last and "scratch" in last
     assert not any((tmp_path / "c").rglob("metadata.json"))
 

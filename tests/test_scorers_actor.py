@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_scorers_trained import MICRO_VIT, TINY_INCEPTION, TINY_VIT
 
 from scorers.actor import ScorerActor, start_scorer_actor
-from scorers.scoring import ceiling, score_images
-from scorers.store import ensure_scorer, load_scorer
-from test_scorers_trained import MICRO_VIT, TINY_INCEPTION, TINY_VIT
+from scorers.classifier_scores import ceiling, score_images
+from scorers.scorer_cache import ensure_scorer, load_scorer
 
 pytestmark = [
     pytest.mark.slow,  # a Ray cluster plus model loads in worker processes
@@ -85,7 +85,7 @@ def test_name_clash_and_wrong_dataset_are_refused(ray_local, vit_dir, tmp_path):
     handle = start_scorer_actor(vit_dir, "vit-clash", namespace=NS)
     with pytest.raises(ValueError, match="already serves"):
         start_scorer_actor(other, "vit-clash", namespace=NS)
-    with pytest.raises(ValueError, match="expected a 'fashion-mnist' scorer"):
+    with pytest.raises(ValueError, match="expected a vit scorer for fashion-mnist"):
         start_scorer_actor(vit_dir, "vit-wrong", namespace=NS, expected_dataset="fashion-mnist")
     ray_local.kill(handle)
 
@@ -159,7 +159,7 @@ def test_killed_actor_restarts_and_retried_calls_equal_undisturbed(ray_local, vi
 def test_a_hung_actor_fails_the_trial_with_a_clear_timeout(ray_local, samples):
     """A trial's request to an actor that never answers ends in ScoringTimeout naming the
     actor, not in a trial that holds its resources for ever."""
-    from sweeps.trial import ScoringTimeout, actor_scorer
+    from scorers.actor import ActorScorer, ScoringTimeout
 
     ray = ray_local
 
@@ -169,10 +169,10 @@ def test_a_hung_actor_fails_the_trial_with_a_clear_timeout(ray_local, samples):
             time.sleep(120)
 
     hung = Hung.options(name="vit-hung", namespace=NS).remote()
-    score = actor_scorer({"vit": "vit-hung"}, NS, (100,), "mnist", timeout_s=2)
+    wait = ActorScorer("vit-hung", NS, "mnist", timeout_s=2)(samples[:100], (100,), None)
     t0 = time.time()
     with pytest.raises(ScoringTimeout, match="vit-hung did not answer within 2 s"):
-        score(samples[:100])
+        wait()
     assert time.time() - t0 < 30
     ray.kill(hung)
 

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from scorers import realsplit
-from scorers.scoring import ceiling, score_images
-from scorers.store import ensure_scorer, is_complete, load_scorer, read_metadata, scorer_dir_for
+from scorers.classifier_scores import ceiling, score_images
+from scorers.scorer_cache import (ensure_scorer, is_complete, load_scorer, read_metadata,
+                                  scorer_dir_for)
 from scorers.spec import TrainSpec
 
 # Every test here needs a fine-tuned scorer (the tiny ViT alone is ~45 s of training).
@@ -204,7 +205,7 @@ def test_killed_fine_tune_leaves_no_valid_folder_and_is_cleaned_up(tmp_path):
     spec = dict(MICRO_VIT, epochs=8, batch_size=16)
     target = scorer_dir_for(TrainSpec(**spec), root)
     proc = subprocess.Popen(
-        [PY, "scorers/finetune.py", "--dataset", "mnist", "--scorer", "vit", "--epochs", "8",
+        [PY, "scorers/finetune_cli.py", "--dataset", "mnist", "--scorer", "vit", "--epochs", "8",
          "--subset", "300", "--batch-size", "16", "--eval-subset", "200", "--no-progress",
          "--cache-root", str(root)], cwd=REPO, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
@@ -228,7 +229,7 @@ def test_killed_fine_tune_leaves_no_valid_folder_and_is_cleaned_up(tmp_path):
 
 
 def test_finetune_cli_reuses_the_cached_scorer(vit_dir):
-    out = run_cli("scorers/finetune.py", "--dataset", "mnist", "--scorer", "vit", "--epochs", "5",
+    out = run_cli("scorers/finetune_cli.py", "--dataset", "mnist", "--scorer", "vit", "--epochs", "5",
                   "--subset", "5000", "--batch-size", "64", "--lr", "0.002", "--eval-subset",
                   "2000", "--json")
     assert out.returncode == 0, out.stderr
@@ -308,18 +309,52 @@ def test_score_keys_and_real_ceiling_beats_noise_inception(inception_dir):
 
 # ------------------------------------------------------------------ score CLI
 def test_score_cli_real_test_json_matches_the_library(vit, vit_dir):
-    out = run_cli("scorers/score.py", "--dataset", "mnist", "--samples", "real-test",
+    out = run_cli("scorers/score_cli.py", "--dataset", "mnist", "--samples", "real-test",
                   "--scorer-dir", f"vit={vit_dir}", "--n", "1000,200", "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["n"] == [200, 1000] and result["scorers"]["vit"]["folder"] == str(vit_dir)
-    assert result["scores"] == pytest.approx(ceiling(vit, (200, 1000)), rel=1e-9, abs=1e-12)
+    library = ceiling(vit, (200, 1000), train={"subset": None, "seed": 0})
+    scores = result["scores"]
+    assert {k: scores[k] for k in library} == pytest.approx(library, rel=1e-9, abs=1e-12)
+    # the rest of the real half's scorecard: pixel memorisation and the real CAS
+    assert set(scores) - set(library) == {"memorised_pixels_1k", "authenticity_pixels_1k",
+                                          "cas_1k"}
+
+
+def test_the_scorecard_of_a_labelled_set_and_of_the_real_half(vit):
+    """One owner of a sample set's scores: every scorer's table, memorisation in pixels and
+    in the ViT's features, and the CAS, for a set and for the real ceiling half alike."""
+    from scorers.keys import cas_key
+    from scorers.scorecard import PAIRS_FILE, LoadedScorer, TrainingImages, scorecard
+    from trainables.datasets import load_dataset
+
+    train = load_dataset("mnist").train
+    x, y = train.images[:300], train.labels[:300]  # copies of training images
+    scorers = {"vit": LoadedScorer(vit, "mnist")}
+    card = scorecard(x, dataset="mnist", ns=(300,), scorers=scorers, labelled=(x, y))
+    assert set(expected_keys("vit", (300,))) <= set(card)
+    assert card["memorised_pixels_300"] == 1.0 and card["memorised_vit_300"] > 0.9
+    assert {cas_key(300), cas_key(300, ratio=True), f"ceiling_{cas_key(300)}"} <= set(card)
+    # a ceiling the caller holds is used as given, not measured again
+    given = scorecard(x, dataset="mnist", ns=(300,), scorers=scorers, labelled=(x, y),
+                      cas_ceiling=0.5, pairs=True)
+    assert given[cas_key(300, ratio=True)] == pytest.approx(given[cas_key(300)] / 0.5)
+    assert f"ceiling_{cas_key(300)}" not in given
+    assert given["_artifacts"][PAIRS_FILE].startswith(b"\x89PNG")
+    # memorisation against a trial's own training images: a subset that may miss these
+    subset = scorecard(x, dataset="mnist", ns=(300,), scorers=scorers,
+                       training=TrainingImages(subset=500, seed=3))
+    assert subset["memorised_pixels_300"] < 1.0 and cas_key(300) not in subset
+    real = scorecard(None, dataset="mnist", ns=(300,), scorers=scorers)
+    assert set(expected_keys("vit", (300,))) <= set(real)
+    assert real[cas_key(300)] > 0.5 and real["memorised_pixels_300"] < 0.05
 
 
 def test_score_cli_table_for_a_samples_file(vit_dir, tmp_path):
     samples = tmp_path / "samples.npz"
     np.savez(samples, other=np.zeros(3), samples=(noise_images(300) * 255).astype(np.uint8))
-    out = run_cli("scorers/score.py", "--dataset", "mnist", "--samples", str(samples),
+    out = run_cli("scorers/score_cli.py", "--dataset", "mnist", "--samples", str(samples),
                   "--scorer-dir", f"vit={vit_dir}", "--n", "300")
     assert out.returncode == 0, out.stderr
     assert "TS mean" in out.stdout and "FID" in out.stdout and "300" in out.stdout
@@ -334,7 +369,7 @@ def test_score_cli_gives_cas_and_memorisation_for_a_labelled_file(vit_dir, tmp_p
     pick = np.random.default_rng(0).choice(len(train.images), 500, replace=False)
     copies = tmp_path / "copies.npz"
     np.savez(copies, images=train.images[pick], labels=train.labels[pick].astype(np.uint8))
-    out = run_cli("scorers/score.py", "--dataset", "mnist", "--samples", str(copies),
+    out = run_cli("scorers/score_cli.py", "--dataset", "mnist", "--samples", str(copies),
                   "--scorer-dir", f"vit={vit_dir}", "--n", "500", "--cas", "--json")
     assert out.returncode == 0, out.stderr
     scores = json.loads(out.stdout)["scores"]
@@ -344,7 +379,7 @@ def test_score_cli_gives_cas_and_memorisation_for_a_labelled_file(vit_dir, tmp_p
 
 
 def test_score_cli_refuses_a_scorer_of_another_dataset(vit_dir):
-    out = run_cli("scorers/score.py", "--dataset", "fashion-mnist", "--samples", "real-test",
+    out = run_cli("scorers/score_cli.py", "--dataset", "fashion-mnist", "--samples", "real-test",
                   "--scorer-dir", f"vit={vit_dir}", "--n", "100")
     assert out.returncode == 2
     assert "expected a vit scorer for fashion-mnist" in out.stderr

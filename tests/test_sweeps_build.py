@@ -153,6 +153,11 @@ def test_searcher_asks_the_paper_point_first_from_a_persistent_study(tmp_path):
     study = optuna.load_study(study_name=plan.study_name, storage=plan.optuna_url)
     assert len(study.trials) == 1
     assert plan.optuna_url == f"sqlite:///{tmp_path / 's' / 'optuna.db'}"
+    # set up again on the same study (a resumed sweep): the point is not enqueued twice
+    again = make_searcher(plan)
+    again.set_search_properties(None, None, search_space(plan))
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert len(study.trials) == 1 and not waiting
 
 
 def test_paper_point_is_the_papers_setting():
@@ -328,7 +333,7 @@ def test_parent_run_fields_and_sweep_file_keep_passwords_out_of_logs(tmp_path):
     import json
     import stat
 
-    from sweeps import state
+    from sweeps import sweep_record
     from sweeps.sweep import new_state, parent_run_fields
 
     plan = resolve_plan(SweepRequest(space="vae", preset="smoke", storage=str(tmp_path),
@@ -344,10 +349,10 @@ def test_parent_run_fields_and_sweep_file_keep_passwords_out_of_logs(tmp_path):
     assert "s3cret" not in text and "bob:***@" in text
     # The sweep file must keep the real URLs to resume, so only its owner may read it.
     new_state(plan)
-    saved = state.read_state(tmp_path)
+    saved = sweep_record.read_state(tmp_path)
     assert saved["request"]["optuna_storage"].endswith("s3cret@db/optuna")
     assert saved["phase"] == "planned" and saved["plan"]["sweep_id"] == plan.sweep_id
-    assert stat.S_IMODE(state.sweep_file(tmp_path).stat().st_mode) == 0o600
+    assert stat.S_IMODE(sweep_record.sweep_file(tmp_path).stat().st_mode) == 0o600
 
 
 def test_settings_make_paths_absolute(tmp_path, monkeypatch):

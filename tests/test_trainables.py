@@ -169,8 +169,20 @@ def test_out_dir_with_checkpoints_needs_resume(tmp_path):
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
 
 
-def test_nan_loss_ends_as_diverged(tmp_path):
-    cfg = TrainConfig(model="vaegan", epochs=3, fault_nan_at_round=2, **TINY)
+def test_nan_loss_ends_as_diverged(tmp_path, monkeypatch):
+    from trainables import trainable
+
+    real_steps, calls = trainable.train_steps, []
+
+    def poisoned_in_round_2(model, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # a weight turns NaN before the second round's steps
+            with torch.no_grad():
+                next(model.decoder.parameters()).fill_(float("nan"))
+        return real_steps(model, *args, **kwargs)
+
+    monkeypatch.setattr(trainable, "train_steps", poisoned_in_round_2)
+    cfg = TrainConfig(model="vaegan", epochs=3, **TINY)
     result = run_training(cfg, LocalReporter(tmp_path))
     assert result.status == "diverged" and result.metrics["diverged"] == 1
     assert result.metrics["epoch"] == 2 and "diverged at epoch 2" in result.metrics["error"]

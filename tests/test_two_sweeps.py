@@ -43,7 +43,7 @@ def test_two_sweeps_share_one_cache_and_one_tracking_server(tmp_path):
     assert codes == {"a": 0, "b": 0}, {n: e[-4000:] for n, e in errs.items()}
     fk.note("two_sweeps", seconds=round(elapsed, 1))
 
-    from sweeps.state import read_state
+    from sweeps.sweep_record import read_state
 
     states = {name: read_state(tmp_path / name) for name in procs}
     for kind in ("inception", "vit"):

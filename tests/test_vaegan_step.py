@@ -5,8 +5,8 @@ import copy
 import pytest
 import torch
 
-from trainables.config import TrainConfig
 from trainables.conditional import set_labels
+from trainables.config import TrainConfig
 from trainables.loop import _vaegan_step, make_optimizers
 from trainables.models import build_model
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from trainables.config import ConfigError, TrainConfig
+
 log = logging.getLogger(__name__)
 
 MODEL_FILE, OPTIM_FILE, STATE_FILE = "model.safetensors", "optim.safetensors", "state.json"
@@ -120,10 +122,8 @@ def load_checkpoint(folder, model, optimizers: dict, generator: torch.Generator,
                               f"{OPTIM_FILE}, {STATE_FILE})")
     state = json.loads((folder / STATE_FILE).read_text())
     saved = state.get("config") or {}
-    differ = [f"{k}={saved.get(k, False if k == 'conditional' else None)!r} there, "
-              f"{config[k]!r} here" for k in SHAPE_KEYS
-              if config is not None and k in config
-              and saved.get(k, False if k == "conditional" else None) != config[k]]
+    differ = [f"{k}={saved.get(k)!r} there, {config[k]!r} here" for k in SHAPE_KEYS
+              if config is not None and k in config and saved.get(k) != config[k]]
     if differ:
         raise CheckpointError(f"{folder} was written by another model ({'; '.join(differ)}); "
                               f"resume with the settings that started the run")
@@ -154,7 +154,6 @@ def load_generator(folder):
     wrote; CheckpointError naming the folder and what is wrong otherwise."""
     from safetensors import SafetensorError
 
-    from trainables.config import ConfigError, TrainConfig
     from trainables.models import build_model
 
     folder = Path(folder)
@@ -163,9 +162,7 @@ def load_generator(folder):
                               f"{MODEL_FILE} and {STATE_FILE}, as a trial or train.py writes)")
     try:
         state = json.loads((folder / STATE_FILE).read_text())
-        values = dict(state["config"])
-        values.pop("extra", None)  # written by checkpoints of 16ac32f and earlier, always {}
-        cfg = TrainConfig.from_dict(values)
+        cfg = TrainConfig.from_dict(dict(state["config"]))
     except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
         raise CheckpointError(f"{folder / STATE_FILE}: no usable training config ({exc})") from exc
     model = build_model(cfg)

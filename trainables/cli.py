@@ -137,7 +137,7 @@ def exit_interrupted(code: int = 130):
 
     A TensorFlow stopped mid-import or mid-fit can leave native threads that call into
     Python; finalisation then aborts (``Fatal Python error: PyThreadState_Get``, exit -6,
-    once in 100 stops of ``scorers/finetune.py`` on 2026-12-05) after the interrupt message
+    once in 100 stops of ``scorers/finetune_cli.py`` on 2026-12-05) after the interrupt message
     was printed. Nothing is left to do by then: every file was already written or removed."""
     import atexit
 

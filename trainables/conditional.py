@@ -25,10 +25,9 @@ from __future__ import annotations
 import functools
 
 import torch
+from pythae.models.base.base_utils import ModelOutput
 from torch import nn
 from torch.nn import functional as F
-
-from pythae.models.base.base_utils import ModelOutput
 
 from trainables.networks import ConvDecoder, ConvDiscriminator, ConvEncoder, _layer_outputs
 

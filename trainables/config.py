@@ -13,6 +13,7 @@ ARCHS = ("paper", "small")
 # training images (ex-post density estimation, Ghosh et al. 2020; pythae's
 # GaussianMixtureSampler), the paper's "latent space distribution of VAE".
 SAMPLERS = ("prior", "latent-gmm")
+LR_SCHEDULES = ("constant", "cosine")
 
 # Section 4.2: Adam, batch 256, MSE reconstruction; VAE lr 1e-3; VAE-GAN lr 1e-4 (MNIST) and
 # 1e-3 (Fashion-MNIST); latent 16 (MNIST) / 32 (Fashion-MNIST); 67 / 85 epochs (the paper
@@ -70,7 +71,6 @@ class TrainConfig:
     data_dir: str | None = None
     device: str = "auto"
     compile: bool = False  # torch.compile the networks (GPU only; see trainables.speed)
-    fault_nan_at_round: int | None = None  # tests: poison a weight before this round
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -98,8 +98,8 @@ class TrainConfig:
             bad("latent_dim", "must be an integer >= 1")
         if not (self.lr > 0):
             bad("lr", "must be > 0")
-        if self.lr_schedule not in ("constant", "cosine"):
-            bad("lr_schedule", "must be 'constant' or 'cosine'")
+        if self.lr_schedule not in LR_SCHEDULES:
+            bad("lr_schedule", f"must be one of {', '.join(LR_SCHEDULES)}")
         if not 0 <= self.adversarial_loss_scale <= 1:
             bad("adversarial_loss_scale", "must be in [0, 1]")
         # The benchmark discriminators have 5 layers; -1 means the last.

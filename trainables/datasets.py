@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import zlib
 import logging
 import os
 import shutil
 import tempfile
 import urllib.request
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -84,9 +84,6 @@ def _losses(out, keys) -> dict:
     return {k: out[k].detach() for k in keys if k in out and out[k] is not None}
 
 
-LR_SCHEDULES = ("constant", "cosine")
-
-
 def cosine_lr(base: float, total_steps: int, warmup: int = 0):
     """``lr_at(step)``: linear warm-up over ``warmup`` steps, then cosine decay from ``base``
     to 0 at ``total_steps``."""

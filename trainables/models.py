@@ -10,7 +10,7 @@ from trainables.networks import PAPER_WIDTHS, SMALL_WIDTHS, build_networks
 def build_model(cfg):
     """The model for ``cfg``. A conditional model carries its :class:`ClassCondition` as
     ``model.condition`` (set the batch's labels with ``conditional.set_labels``)."""
-    from pythae.models import VAE, VAEConfig, VAEGAN, VAEGANConfig
+    from pythae.models import VAE, VAEGAN, VAEConfig, VAEGANConfig
 
     with_disc = cfg.model == "vaegan"
     condition = None

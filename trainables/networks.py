@@ -113,11 +113,9 @@ def build_networks(arch: str, latent_dim: int, with_discriminator: bool):
     """(encoder, decoder, discriminator-or-None) for ``arch`` in {"paper", "small"}."""
     if arch == "paper":
         from pythae.models import VAEConfig
-        from pythae.models.nn.benchmarks.mnist import (
-            Decoder_Conv_AE_MNIST,
-            Discriminator_Conv_MNIST,
-            Encoder_Conv_VAE_MNIST,
-        )
+        from pythae.models.nn.benchmarks.mnist import (Decoder_Conv_AE_MNIST,
+                                                       Discriminator_Conv_MNIST,
+                                                       Encoder_Conv_VAE_MNIST)
         cfg = VAEConfig(input_dim=(1, 28, 28), latent_dim=latent_dim)
         disc = Discriminator_Conv_MNIST(cfg) if with_discriminator else None
         return Encoder_Conv_VAE_MNIST(cfg), Decoder_Conv_AE_MNIST(cfg), disc

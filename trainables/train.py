@@ -19,10 +19,12 @@ from pathlib import Path
 
 try:
     from trainables.cli import ArgumentParser, int_list, positive_float, positive_int
-    from trainables.config import ARCHS, MODELS, SAMPLERS, ConfigError, TrainConfig
+    from trainables.config import ARCHS, LR_SCHEDULES, MODELS, SAMPLERS, ConfigError, TrainConfig
     from trainables.datasets import DATASETS
 except ModuleNotFoundError as exc:  # run as a script from a checkout that was not installed
     sys.exit(f"trainables/train.py: error: {exc}; install gensweep first: pip install -e .")
+from trainables.datasets import DatasetError
+from trainables.device import Assignment, choose_device
 
 log = logging.getLogger("trainables.train")
 
@@ -52,7 +54,7 @@ def build_parser() -> ArgumentParser:
                    help="an image budget instead of --epochs: train ceil(N / batch) steps")
     p.add_argument("--report-images", type=positive_int,
                    help="with --train-images: report and checkpoint every N images")
-    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
                    help="cosine: decay the learning rate to 0 over the run")
     p.add_argument("--n-samples", type=int_list, default=(1000, 5000),
                    help="sample counts to draw (comma-separated)")
@@ -89,8 +91,6 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     from trainables.checkpoint import CheckpointError
-    from trainables.datasets import DatasetError
-    from trainables.device import Assignment, choose_device
     from trainables.trainable import LocalReporter, run_training
 
     try:

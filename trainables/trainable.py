@@ -27,12 +27,13 @@ import torch
 
 from trainables import checkpoint as ckpt
 from trainables.config import TrainConfig
+from trainables.datasets import load_dataset
 from trainables.device import pick_device, ray_assignment
 from trainables.loop import (Diverged, batches_per_epoch, cosine_lr, evaluate, make_optimizers,
                              train_steps)
+from trainables.models import build_model
 from trainables.samples import (SAMPLES_FILE, balanced_labels, draw_samples, load_samples,
-                                sample_conditional, sample_reference, save_labelled,
-                                save_samples)
+                                sample_conditional, sample_reference, save_labelled, save_samples)
 from trainables.speed import Speed
 from trainables.speed import apply as apply_speed
 
@@ -72,13 +73,6 @@ def _eval_losses(model, cfg, test_x, speed, test_y=None) -> dict:
         return evaluate(model, cfg.model, test_x, max(cfg.batch_size, 500), speed, test_y)
 
 
-def _apply_test_hooks(cfg: TrainConfig, model, round_: int) -> None:
-    """Fault injection for tests: ``fault_nan_at_round=k`` poisons a weight before round k."""
-    if cfg.fault_nan_at_round == round_:
-        with torch.no_grad():
-            next(model.decoder.parameters()).fill_(float("nan"))
-
-
 def round_steps(cfg: TrainConfig, n_train: int) -> list[int]:
     """Optimizer steps of each reporting round. An image budget (``train_images``) trains
     ceil(train_images / batch) steps whatever the data size, in rounds of ``report_images``;
@@ -107,9 +101,6 @@ def run_training(cfg: TrainConfig, reporter, scorer: Callable | None = None,
     ``scorer(samples, labelled) -> metrics`` judges the final samples (``cfg.sampler``), and
     the labelled samples ``(images, labels)`` when ``cfg.labelled_samples`` asks for them
     (else None)."""
-    from trainables.datasets import load_dataset
-    from trainables.models import build_model
-
     device = pick_device(cfg.device)
     speed = Speed.for_device(device, compile=cfg.compile)
     generator = _seed_everything(cfg.seed)
@@ -138,15 +129,12 @@ def run_training(cfg: TrainConfig, reporter, scorer: Callable | None = None,
                 samples = load_samples(Path(folder) / SAMPLES_FILE)
                 reporter.report(state["final_metrics"], None)
                 return TrainResult("finished", state["final_metrics"], history, samples)
-            # Checkpoints written before rounds existed count epochs (one round each).
-            done = state.get("round", state.get("epoch", 0))
-            start_round, step = done + 1, state.get("step", sum(rounds[:done]))
-            images = state.get("images_seen", done * len(train_x))
+            done = state["round"]
+            start_round, step, images = done + 1, state["step"], state["images_seen"]
             log.info("resuming %s at round %d of %d", cfg.model, start_round, len(rounds))
 
     for round_ in range(start_round, len(rounds) + 1):
         t0 = time.perf_counter()
-        _apply_test_hooks(cfg, model, round_)
         try:
             train_losses, taken = train_steps(model, cfg.model, optimizers, train_x,
                                               cfg.batch_size, cfg.seed, step,

@@ -3,7 +3,7 @@
 The test-accuracy pass after the last epoch also yields the real test images'
 probabilities and penultimate features; they are stored as .npy so the sweep's actors
 get FID references and the real-data ceiling without running the network over the test
-set again. Writing is the caller's business (``scorers.store`` writes into a temporary
+set again. Writing is the caller's business (``scorers.scorer_cache`` writes into a temporary
 folder and renames it into place).
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 
 from scorers import degrade, realsplit
 from scorers.spec import FORMAT_VERSION, KINDS, TrainSpec, backend, canonical_json, file_digest
+from trainables.datasets import load_dataset
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,6 @@ def scorer_id(folder: Path, weight_files: list[str], spec: TrainSpec) -> str:
 def train_scorer(spec: TrainSpec, folder: Path, *, spec_hash: str, data_dir=None,
                  progress: bool = True) -> dict:
     """Build (failing at once on a bad init), train, evaluate and write ``folder``."""
-    from trainables.datasets import load_dataset
-
     spec = spec.resolved()
     impl = backend(spec.kind)
     started = time.time()
@@ -127,12 +126,14 @@ def train_scorer(spec: TrainSpec, folder: Path, *, spec_hash: str, data_dir=None
     return metadata
 
 
-def read_metadata(folder) -> dict:
-    """``folder``'s metadata after checking the folder is complete; ValueError says what's wrong."""
+def read_metadata(folder, kind: str | None = None, dataset: str | None = None) -> dict:
+    """``folder``'s metadata after checking the folder is complete and, when ``kind`` or
+    ``dataset`` are given, that it holds that kind of scorer fine-tuned on that dataset;
+    ValueError says what's wrong."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"scorer folder {folder} does not exist; make one with "
-                         f"python scorers/finetune.py or ensure_scorer()")
+                         f"python scorers/finetune_cli.py or ensure_scorer()")
     meta_path = folder / METADATA
     if not meta_path.is_file():
         raise ValueError(f"{folder} is not a complete scorer folder: no {METADATA} (an "
@@ -146,11 +147,15 @@ def read_metadata(folder) -> dict:
                          f"got {meta.get('kind') if isinstance(meta, dict) else meta!r}")
     if meta.get("format") != FORMAT_VERSION:
         raise ValueError(f"{meta_path}: folder format {meta.get('format')!r}, this code reads "
-                         f"format {FORMAT_VERSION}; re-create it with scorers/finetune.py")
+                         f"format {FORMAT_VERSION}; re-create it with scorers/finetune_cli.py")
     files = meta.get("files", {})
     missing = [f for f in [*files.get("weights", []), *files.get("arrays", ARRAYS).values()]
                if not (folder / f).is_file()]
     if missing or not files.get("weights"):
         raise ValueError(f"{folder}: scorer folder is incomplete, missing "
                          f"{', '.join(missing) or 'the weights list'}")
+    if (kind or meta["kind"]) != meta["kind"] or (dataset or meta["dataset"]) != meta["dataset"]:
+        raise ValueError(f"{folder} holds a {meta['kind']} scorer for {meta['dataset']}; "
+                         f"expected a {kind or meta['kind']} scorer for "
+                         f"{dataset or meta['dataset']}")
     return meta

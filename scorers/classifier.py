@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from scorers import realsplit
+from scorers.finetuning import ARRAYS, read_metadata
 from scorers.images import as_unit_float
+from scorers.memorisation import training_set
+from scorers.reference import reference_stats
 from scorers.spec import N_CLASSES, TEST_SET_SIZE, backend
-from scorers.training import read_metadata
-from scorers.training import ARRAYS
+from trainables.datasets import load_dataset
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ def _load_array(path: Path) -> np.ndarray:
 
 
 class Scorer:
-    """One fine-tuned scorer; build with :func:`scorers.store.load_scorer`."""
+    """One fine-tuned scorer; build with :func:`scorers.scorer_cache.load_scorer`."""
 
     def __init__(self, folder: Path, metadata: dict, model, data_dir=None) -> None:
         self.folder = Path(folder)
@@ -102,8 +104,6 @@ class Scorer:
     def test_images(self) -> np.ndarray:
         """The dataset's 10,000 test images (uint8), checked against the scorer's checksums."""
         if self._test_images is None:
-            from trainables.datasets import load_dataset
-
             ds = load_dataset(self.dataset, data_dir=self.data_dir)
             expected = self.metadata.get("dataset_checksums")
             if expected and dict(ds.checksums) != expected:
@@ -131,9 +131,6 @@ class Scorer:
         ``scorers.memorisation.TrainingSet``; computed once per (subset, seed)."""
         key = (subset, seed)
         if key not in self._training_sets:
-            from scorers.memorisation import training_set
-            from trainables.datasets import load_dataset
-
             images = load_dataset(self.dataset, data_dir=self.data_dir, subset=subset,
                                   seed=seed).train.images
             log.info("%s scorer: features of %d training images for the memorisation check",
@@ -146,8 +143,6 @@ class Scorer:
         (``scorers.reference``), computed once per ``n``: an actor serves many trials
         against the same reference."""
         if n not in self._reference_stats:
-            from scorers.reference import reference_stats
-
             self._reference_stats[n] = reference_stats(self.real("reference", n)[1])
         return self._reference_stats[n]
 

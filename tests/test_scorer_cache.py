@@ -1,5 +1,5 @@
 """The scorer store's build mechanism: one lock per spec, a builder that only decides where
-the fine-tune runs, atomic placement, and nothing half-built left behind (scorers.store).
+the fine-tune runs, atomic placement, and nothing half-built left behind (scorers.scorer_cache).
 
 The builders here write a well-formed scorer folder without training anything, so these
 tests run in seconds; real fine-tunes go through the same ``ensure_spec`` in the slow tests.
@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scorers.finetuning import ARRAYS, METADATA
+from scorers.scorer_cache import ensure_spec, is_complete, read_metadata, scorer_dir_for
 from scorers.spec import FORMAT_VERSION, TrainSpec
-from scorers.store import ensure_spec, is_complete, read_metadata, scorer_dir_for
-from scorers.training import ARRAYS, METADATA
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = TrainSpec("mnist", "vit", epochs=1, subset=100, eval_subset=10)
@@ -85,8 +85,8 @@ BUILD_IN_A_PROCESS = """
 import sys, functools, logging
 logging.basicConfig(level=logging.INFO)
 sys.path.insert(0, {tests!r})
-from test_store import SPEC, fake_build
-from scorers.store import ensure_spec
+from test_scorer_cache import SPEC, fake_build
+from scorers.scorer_cache import ensure_spec
 ensure_spec(SPEC, cache_root=sys.argv[1], builder=functools.partial(fake_build, delay=2.0))
 """
 

@@ -1,7 +1,7 @@
 """Score a file of generated images (or the real-data ceiling) with the fine-tuned scorers.
 
-    python scorers/score.py --dataset mnist --samples samples.npz --n 1000,5000
-    python scorers/score.py --dataset mnist --samples real-test --scorer-dir vit=DIR --json
+    python scorers/score_cli.py --dataset mnist --samples samples.npz --n 1000,5000
+    python scorers/score_cli.py --dataset mnist --samples real-test --scorer-dir vit=DIR --json
 
 ``--samples`` is an .npy file, an .npz file (key ``samples`` or ``images``, else its first
 array; ``labels``, if present, labels them, as ``gensweep synthesize`` writes), or
@@ -25,12 +25,19 @@ from pathlib import Path
 
 import numpy as np
 
-from scorers.spec import KINDS
+from scorers.classifier_scores import check_ns
+from scorers.images import as_unit_float
+from scorers.keys import PREFIX, n_label, score_key
+from scorers.scorecard import LoadedScorer, TrainingImages, scorecard
+from scorers.scorer_cache import (ensure_scorer, is_complete, load_scorer, read_metadata,
+                                  scorer_dir_for)
+from scorers.spec import KINDS, TrainSpec
+from scorers.utility import check_labelled
 from trainables.cli import ArgumentParser, fail, setup_logging
-from trainables.datasets import DATASETS
+from trainables.datasets import DATASETS, DatasetError
 
 log = logging.getLogger(__name__)
-PROG = "score.py"
+PROG = "gensweep score"
 COLUMNS = [("mean", "{P} mean"), ("std", "{P} std"), ("fid", "FID"), ("kid_mean", "KID mean"),
            ("kid_std", "KID std"), ("mmd", "MMD"), ("nn1_acc", "1-NN acc"),
            ("nn1_real", "1-NN real"), ("nn1_fake", "1-NN fake"), ("precision", "prec"),
@@ -42,7 +49,7 @@ def parser() -> ArgumentParser:
     p = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--samples", required=True, help="FILE.npy | FILE.npz | real-test")
-    p.add_argument("--scorers", help="comma-separated kinds (default: the kinds given with "
+    p.add_argument("--kinds", help="comma-separated scorer kinds (default: the kinds given with "
                                      "--scorer-dir, else inception,vit)")
     p.add_argument("--scorer-dir", action="append", default=[], metavar="KIND=DIR",
                    help="use the scorer folder DIR for KIND (repeatable)")
@@ -79,21 +86,6 @@ def load_samples(path: str) -> tuple[np.ndarray, np.ndarray | None]:
                          f"({exc})") from exc
 
 
-def sample_set_scores(images: np.ndarray, labels, dataset: str, n: int, data_dir) -> dict:
-    """Memorisation in pixels (against the dataset's training images) and, for labelled
-    images, the CAS with its ceiling, of the first ``n`` images."""
-    from scorers import utility
-    from scorers.memorisation import pixel_memorisation
-    from trainables.datasets import load_dataset
-
-    data = load_dataset(dataset, data_dir)
-    out = pixel_memorisation(images, data.train.images, n)
-    out.pop("_pairs_png")
-    if labels is not None:
-        out.update(utility.cas_with_ceiling(images, labels, data, n))
-    return out
-
-
 def parse_scorer_dirs(items: list[str]) -> dict[str, Path]:
     dirs = {}
     for item in items:
@@ -105,9 +97,12 @@ def parse_scorer_dirs(items: list[str]) -> dict[str, Path]:
     return dirs
 
 
-def table(kind: str, scores: dict, ns) -> str:
-    from scorers.keys import PREFIX, n_label, score_key
+def table_keys(kinds, ns) -> set:
+    """The keys the per-scorer tables show."""
+    return {score_key(kind, n, stat) for kind in kinds for n in ns for stat, _ in COLUMNS}
 
+
+def table(kind: str, scores: dict, ns) -> str:
     heads = ["n"] + [h.format(P=PREFIX[kind].upper()) for _, h in COLUMNS]
     rows = [[n_label(n)] + [f"{scores[score_key(kind, n, stat)]:.4g}" for stat, _ in COLUMNS]
             for n in ns]
@@ -118,12 +113,6 @@ def table(kind: str, scores: dict, ns) -> str:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     setup_logging(args.verbose)
-    from scorers.images import as_unit_float
-    from scorers.scoring import ceiling, check_ns, score_images
-    from scorers.spec import TrainSpec
-    from scorers.store import ensure_scorer, is_complete, load_scorer, read_metadata, scorer_dir_for
-    from scorers.utility import check_labelled
-    from trainables.datasets import DatasetError
 
     # Every cheap check first: a typo must not cost a model load or a fine-tune.
     try:
@@ -133,20 +122,20 @@ def main(argv=None) -> int:
                    f"e.g. 1000,5000")
     try:
         dirs = parse_scorer_dirs(args.scorer_dir)
-        kinds = [k.strip() for k in (args.scorers or ",".join(dirs or KINDS)).split(",") if k.strip()]
+        kinds = [k.strip() for k in (args.kinds or ",".join(dirs or KINDS)).split(",") if k.strip()]
         bad = [k for k in kinds if k not in KINDS] or ([] if kinds else ["(none)"])
         if bad:
-            raise ValueError(f"--scorers: unknown kind {', '.join(bad)}; expected a "
+            raise ValueError(f"--kinds: unknown kind {', '.join(bad)}; expected a "
                              f"comma-separated subset of {', '.join(KINDS)}")
         extra = [k for k in dirs if k not in kinds]
         if extra:
-            raise ValueError(f"--scorer-dir given for {', '.join(extra)} but --scorers is "
-                             f"{','.join(kinds)}; add it to --scorers")
+            raise ValueError(f"--scorer-dir given for {', '.join(extra)} but --kinds is "
+                             f"{','.join(kinds)}; add it to --kinds")
         for kind, folder in dirs.items():
-            meta = read_metadata(folder)
-            if meta["kind"] != kind or meta["dataset"] != args.dataset:
-                raise ValueError(f"--scorer-dir {kind}={folder} holds a {meta['kind']} scorer for "
-                                 f"{meta['dataset']}; expected a {kind} scorer for {args.dataset}")
+            try:
+                read_metadata(folder, kind, args.dataset)
+            except ValueError as exc:
+                raise ValueError(f"--scorer-dir {kind}={folder}: {exc}") from None
         images = labels = None
         if args.samples != "real-test":
             raw, labels = load_samples(args.samples)
@@ -165,53 +154,43 @@ def main(argv=None) -> int:
     except ValueError as exc:
         fail(PROG, str(exc))
 
-    results, info = {}, {}
+    scorers, info = {}, {}
     for kind in kinds:
         if kind not in dirs and not is_complete(scorer_dir_for(TrainSpec(args.dataset, kind),
                                                                args.cache_root)):
             log.warning("no cached default %s scorer for %s: fine-tuning one now with the paper "
                         "defaults (20 epochs on 60,000 images; hours on a CPU). Interrupt and "
-                        "pass --scorer-dir %s=DIR to use one made by scorers/finetune.py",
+                        "pass --scorer-dir %s=DIR to use one made by scorers/finetune_cli.py",
                         kind, args.dataset, kind)
         try:
             folder = dirs.get(kind) or ensure_scorer(args.dataset, kind, data_dir=args.data_dir,
                                                      cache_root=args.cache_root)
             scorer = load_scorer(folder, data_dir=args.data_dir)
-            # the ViT's feature-space memorisation, against the full training set
-            train = {"subset": None, "seed": 0} if kind == "vit" and images is not None else None
-            scores = (ceiling(scorer, ns) if images is None
-                      else score_images(scorer, images, ns, dataset=args.dataset, train=train))
         except (ValueError, DatasetError) as exc:  # a corrupt folder, a missing dataset
             fail(PROG, str(exc))
-        results[kind] = scores
+        scorers[kind] = LoadedScorer(scorer, args.dataset)
         info[kind] = {"folder": str(folder), "scorer_id": scorer.scorer_id,
                       "test_accuracy": scorer.metadata.get("test_accuracy"),
                       "test_images": scorer.metadata.get("test_images")}
-    if images is not None:
-        try:
-            results["set"] = sample_set_scores(np.round(images * 255).astype(np.uint8), labels,
-                                               args.dataset, max(ns), args.data_dir)
-        except DatasetError as exc:
-            fail(PROG, str(exc))
+    try:
+        merged = scorecard(images, dataset=args.dataset, ns=ns, scorers=scorers,
+                           labelled=None if labels is None else (images, labels),
+                           training=TrainingImages(data_dir=args.data_dir))
+    except (ValueError, DatasetError) as exc:
+        fail(PROG, str(exc))
     if args.json:
-        merged = {k: v for part in results.values() for k, v in part.items()}
         print(json.dumps({"dataset": args.dataset, "samples": args.samples, "n": list(ns),
                           "scorers": info, "scores": merged}, indent=2, sort_keys=True))
         return 0
     what = "real test images (ceiling half)" if images is None else f"{len(images)} images"
     print(f"{args.dataset}: {args.samples} ({what})")
-    for kind, scores in results.items():
-        if kind == "set":
-            print(f"\nthe set, first {max(ns)} images: " + ", ".join(
-                f"{k} {v:.4g}" for k, v in scores.items()))
-            continue
-        i = info[kind]
+    for kind, i in info.items():
         print(f"\n{kind} scorer {i['scorer_id']} (test accuracy {i['test_accuracy']:.4f} on "
               f"{i['test_images']} images), {i['folder']}")
-        print(table(kind, scores, ns))
-        memo = {k: v for k, v in scores.items() if k.startswith(("memorised_", "authenticity_"))}
-        if memo:
-            print("  " + ", ".join(f"{k} {v:.4g}" for k, v in memo.items()))
+        print(table(kind, merged, ns))
+    rest = {k: v for k, v in merged.items() if k not in table_keys(info, ns)}
+    print(f"\nthe set, first {max(ns)} images: " + ", ".join(f"{k} {v:.4g}"
+                                                           for k, v in rest.items()))
     return 0
 
 

@@ -14,19 +14,16 @@ reference half (``scorers.realsplit``).
 """
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
 from scorers import metrics
-from scorers.images import as_unit_float
-from scorers.realsplit import HALF
 from scorers.fid import frechet_distance_to_reference
+from scorers.images import as_unit_float
+from scorers.keys import memo_key, score_key
+from scorers.memorisation import memorisation
+from scorers.realsplit import HALF
 from scorers.reference import two_sample_to_reference
-from scorers.keys import score_key
 from scorers.spec import N_CLASSES
-
-log = logging.getLogger(__name__)
 
 IS_SPLITS = 10
 
@@ -75,9 +72,6 @@ def score_predictions(kind: str, probs: np.ndarray, feats: np.ndarray, reference
 def memorisation_scores(scorer, feats: np.ndarray, n: int, train: dict) -> dict[str, float]:
     """``memorised`` and ``authenticity`` of the first n samples' features against the
     training images ``train`` describes ({"subset": ..., "seed": ...})."""
-    from scorers.keys import memo_key
-    from scorers.memorisation import memorisation
-
     res = memorisation(scorer.training_set(train.get("subset"), train.get("seed", 0)), feats[:n])
     return {memo_key(scorer.kind, n, stat): res[stat] for stat in ("memorised", "authenticity")}
 

@@ -1,6 +1,6 @@
 """Fine-tune a scorer (Inception v3 or ViT) on MNIST / Fashion-MNIST, or reuse a cached one.
 
-    python scorers/finetune.py --dataset mnist --scorer inception --epochs 1 --subset 10000
+    python scorers/finetune_cli.py --dataset mnist --scorer inception --epochs 1 --subset 10000
 
 Prints per-epoch train/test accuracy and, at the end, the scorer folder. Without --out
 the folder lives in the cache (``$GENSWEEP_CACHE_DIR/scorers/<dataset>/<kind>/<hash>``)
@@ -10,20 +10,20 @@ on bad arguments (including an --init that cannot be loaded), 1 on other failure
 from __future__ import annotations
 
 import json
-import logging
 import sys
 
 from scorers.degrade import AUGMENTS
-from scorers.spec import KINDS, SCHEDULES
-from trainables.cli import (ArgumentParser, exit_interrupted, fail, interrupts,
-                            positive_int, setup_logging, unit_float)
-from trainables.datasets import DATASETS
+from scorers.scorer_cache import ensure_scorer, read_metadata
+from scorers.spec import KINDS, SCHEDULES, ScorerInitError
+from trainables.cli import (ArgumentParser, exit_interrupted, fail, interrupts, positive_int,
+                            setup_logging, unit_float)
+from trainables.datasets import DATASETS, DatasetError
 
-log = logging.getLogger(__name__)
+PROG = "gensweep finetune"
 
 
 def parser() -> ArgumentParser:
-    p = ArgumentParser(prog="finetune.py", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--scorer", required=True, choices=KINDS, help="which network to fine-tune")
     p.add_argument("--init", default="scratch",
@@ -56,9 +56,6 @@ def parser() -> ArgumentParser:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     setup_logging(args.verbose)
-    from scorers.spec import ScorerInitError
-    from scorers.store import ensure_scorer, read_metadata
-    from trainables.datasets import DatasetError
 
     try:
         with interrupts():
@@ -69,16 +66,16 @@ def main(argv=None) -> int:
                 data_dir=args.data_dir, cache_root=args.cache_root, force=args.force,
                 seed=args.seed, folder=args.out, progress=not args.no_progress)
     except ScorerInitError as exc:
-        fail("finetune.py", str(exc), 2)
+        fail(PROG, str(exc), 2)
     except ValueError as exc:
-        fail("finetune.py", str(exc), 2)
+        fail(PROG, str(exc), 2)
     except DatasetError as exc:
-        fail("finetune.py", str(exc), 1)
+        fail(PROG, str(exc), 1)
     except OSError as exc:  # an unwritable --out or cache
-        fail("finetune.py", f"{exc.filename or args.out or 'the scorer cache'}: "
+        fail(PROG, f"{exc.filename or args.out or 'the scorer cache'}: "
                             f"{exc.strerror or exc}", 1)
     except KeyboardInterrupt:
-        print("finetune.py: error: interrupted; nothing was placed in the cache (run it again)",
+        print(f"{PROG}: error: interrupted; nothing was placed in the cache (run it again)",
               file=sys.stderr)
         exit_interrupted(130)
     meta = read_metadata(folder)

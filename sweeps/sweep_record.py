@@ -28,17 +28,15 @@ def holds_sweep(sweep_dir) -> bool:
 
 
 def read_state(sweep_dir) -> dict:
-    """The saved state; a ``sweep.json`` of 16ac32f and earlier comes back with
-    ``format: 1`` and its ``settings`` (it was written once the parent run existed)."""
+    """The saved state (its request, plan, phase and what each phase recorded)."""
     path = sweep_file(sweep_dir)
     try:
         state = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path} cannot be read ({exc}); the sweep folder is damaged") from exc
-    if not isinstance(state, dict) or not ({"plan", "settings"} & set(state)):
-        raise ValueError(f"{path} is not a gensweep sweep file")
-    if "plan" not in state:
-        state = {"format": 1, "phase": "tuning", **state}
+    if not isinstance(state, dict) or "plan" not in state:
+        raise ValueError(f"{path} is not a sweep file this version of gensweep reads (no "
+                         f"plan); start a new sweep in another folder")
     return state
 
 

@@ -20,15 +20,16 @@ import shutil
 import uuid
 from pathlib import Path
 
+from scorers import degrade
+from scorers.classifier import Scorer
+from scorers.finetuning import METADATA, read_metadata, train_scorer
 from scorers.spec import TrainSpec, backend
-from scorers.training import METADATA, read_metadata, train_scorer
+from trainables.datasets import cache_dir
 
 log = logging.getLogger(__name__)
 
 
 def default_root() -> Path:
-    from trainables.datasets import cache_dir
-
     return cache_dir() / "scorers"
 
 
@@ -45,8 +46,6 @@ def spec_hash(spec: TrainSpec) -> str:
     extra = _hash_extra(spec.kind)
     augment = spec.resolved().augment
     if augment != "none":
-        from scorers import degrade
-
         extra["degrade"] = degrade.settings(augment)
     return spec.spec_hash(extra=extra)
 
@@ -174,7 +173,5 @@ def _check_explicit_target(target: Path, digest: str, force: bool) -> None:
 
 
 def load_scorer(path, data_dir=None):
-    """Load the scorer folder at ``path``; see ``scorers.scorer.Scorer``."""
-    from scorers.scorer import Scorer
-
+    """Load the scorer folder at ``path``; see ``scorers.classifier.Scorer``."""
     return Scorer.load(path, data_dir=data_dir)

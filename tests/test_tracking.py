@@ -1,0 +1,67 @@
+"""The sweep's one MLflow writer (sweeps/tracking.py) on a real SQLite store: what a failing
+server misses, for the parent run and the child runs alike, is kept and replayed in order,
+once; a restarted tuning forgets the kept calls of trials it will not continue."""
+import json
+import pickle
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sweeps import tracking
+
+
+@pytest.fixture
+def tracker(tmp_path):
+    t = tracking.SweepTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path)
+    t.open("gensweep-vae-mnist", "sweep", {"space": "vae"}, {}, sweep_key="s1")
+    return t
+
+
+def journal(t) -> list[str]:
+    if not t.journal_path.is_file():
+        return []
+    return [json.loads(line)["op"] for line in t.journal_path.read_text().splitlines()]
+
+
+def test_parent_and_child_calls_missed_by_a_failing_server_are_replayed_once(
+        tracker, monkeypatch, tmp_path):
+    def down(*args, **kwargs):
+        raise ConnectionError("tracking server went away")
+
+    monkeypatch.setattr(MlflowClient, "log_batch", down)
+    monkeypatch.setattr(MlflowClient, "set_terminated", down)
+    monkeypatch.setattr(tracking, "server_answers", lambda uri: False)  # /health fails too
+    tracker.trial_started("t1", "trial_t1", {"lr": 0.1})
+    tracker.trial_result("t1", "trial_t1", {"lr": 0.1}, {"train_loss": 2.0, "round": 1}, 1)
+    tracker.log_metrics({"ceiling_ts_5k_mean": 9.1, "not_finite": float("nan")})
+    tracker.tag_ranks([{"trial_id": "t1"}])
+    tracker.finish("FINISHED")
+    assert journal(tracker) == ["start", "metrics", "sweep_metrics", "ranks", "sweep_finish"]
+
+    monkeypatch.undo()
+    resumed = pickle.loads(pickle.dumps(tracker))  # as a resumed driver holds it
+    assert resumed.close() == 0 and not tracker.journal_path.exists()
+    assert resumed.replay() == 0  # nothing left, nothing sent twice
+
+    client = MlflowClient(tracker.uri)
+    parent = client.get_run(tracker.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics == {"ceiling_ts_5k_mean": 9.1}
+    (child,) = client.search_runs([tracker.experiment_id],
+                                  f"tags.`mlflow.parentRunId` = '{tracker.parent_run_id}'")
+    assert child.data.params == {"lr": "0.1"} and child.data.tags[tracking.RANK_TAG] == "1"
+    assert [m.value for m in client.get_metric_history(child.info.run_id, "train_loss")] == [2.0]
+
+
+def test_a_restarted_tuning_drops_the_kept_calls_of_its_old_trials(tracker, monkeypatch):
+    def down(*args, **kwargs):
+        raise ConnectionError("tracking server went away")
+
+    monkeypatch.setattr(MlflowClient, "log_batch", down)
+    monkeypatch.setattr(tracking, "server_answers", lambda uri: False)
+    tracker.trial_started("t1", "trial_t1", {"lr": 0.1})
+    tracker.log_metrics({"ceiling_ts_5k_mean": 9.1})
+    monkeypatch.undo()
+    tracker._down = False
+    tracker.delete_children()
+    assert journal(tracker) == ["sweep_metrics"]  # the parent's call stays
