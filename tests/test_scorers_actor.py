@@ -141,10 +141,15 @@ def test_killed_actor_restarts_and_retried_calls_equal_undisturbed(ray_local, vi
     ns = (1000,)
     undisturbed = ray.get(handle.score.remote(samples, ns=ns))
     pid = ray.get(handle.ping.remote())["pid"]
+    t0 = time.time()
+    assert ray.get(handle.score.remote(samples, ns=ns)) == undisturbed  # warm: its duration
+    took = time.time() - t0
 
     # 1) the process dies in the middle of a call: the call is retried on the new process
     ref = handle.score.remote(samples, ns=ns)
-    time.sleep(0.3)
+    time.sleep(min(0.3, took / 3))
+    ready, _ = ray.wait([ref], timeout=0)
+    assert not ready, f"the call ({took:.2f} s undisturbed) ended before the kill came"
     os.kill(pid, signal.SIGKILL)
     assert ray.get(ref, timeout=180) == undisturbed
     new_pid = wait_for_new_pid(ray, handle, pid)
