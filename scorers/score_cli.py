@@ -148,7 +148,7 @@ def main(argv=None) -> int:
             elif args.cas:
                 raise ValueError(f"--samples {args.samples} has no labels, so no CAS; give an "
                                  f".npz with a 'labels' array (gensweep synthesize --mode "
-                                 f"reference writes one) or leave out --cas")
+                                 f"class-gmm writes one) or leave out --cas")
         elif args.cas:
             raise ValueError("--cas scores labelled sample files; real-test is the ceiling")
     except ValueError as exc:

@@ -1,7 +1,6 @@
 """Export a synthetic dataset from a trained generator, with the datasheet to defend it.
 
-    gensweep synthesize --checkpoint DIR --n 60000 --mode reference --classes balanced \\
-        --out synth.npz
+    gensweep synthesize --checkpoint DIR --n 60000 --mode class-gmm --out synth.npz
     gensweep synthesize --checkpoint COND_DIR --n 60000 --mode conditional --out synth.npz
     gensweep synthesize --run runs/sweep-vaegan-mnist-... --trial best --n 10000 --out s.npz
     python sweeps/synthesize.py ...              # the same command
@@ -11,12 +10,15 @@ Writes three files, each atomically (a half-written export never replaces a good
 * ``OUT`` (.npz, no pickle): ``images`` uint8 (N, 28, 28), and ``labels`` uint8 (N,) for
   labelled modes. ``--mode prior`` draws z ~ N(0, I) (unlabelled); ``latent-gmm`` draws z
   from a Gaussian mixture fitted to the encoder's codes of the training images (unlabelled;
-  what a sweep run with ``--sampler latent-gmm`` scored); ``reference`` starts
-  from real training images of each class (z ~ q(z|x), labelled with that class);
-  ``conditional`` (a model trained with ``--conditional``) decodes z ~ N(0, I) with each
-  class in turn. The default is ``conditional`` for a conditional model, else
-  ``reference``. Labelled modes give every class N / 10 images, class by class
+  what a sweep run with ``--sampler latent-gmm`` scored); ``class-gmm`` draws each class
+  from a mixture fitted to that class's codes (labelled by construction; what a sweep's
+  CAS learns from); ``conditional`` (a model trained with ``--conditional``) decodes
+  z ~ N(0, I) with each class in turn. The default is ``conditional`` for a conditional
+  model, else ``class-gmm``. Labelled modes give every class N / 10 images, class by class
   (``--classes balanced``).
+  ``reconstruction`` is not generated data: each image is a training image encoded
+  (z ~ q(z|x)) and decoded, labelled with its class; the .npz names each source
+  (``sources``: its index in the training images) and the datasheet says so first.
 * ``OUT`` with ``.png``: a grid, one row per class (or 8 x 8 prior samples).
 * ``OUT`` with ``.json``: the datasheet: model, its config, the checkpoint and its SHA-256,
   mode, seed, class counts, and the scores of this set (a seeded sample of ``--score-n``
@@ -51,7 +53,7 @@ from trainables.datasets import DatasetError, load_dataset
 
 log = logging.getLogger(__name__)
 PROG = "gensweep synthesize"
-MODES = ("prior", "latent-gmm", "reference", "conditional")
+MODES = ("prior", "latent-gmm", "class-gmm", "conditional", "reconstruction")
 UNLABELLED = ("prior", "latent-gmm")
 SCORE_N = 5000
 
@@ -109,20 +111,32 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+RECONSTRUCTION_NOTICE = (
+    "Every image is a reconstruction of a named training image (its index among the "
+    "generator's training images is in the .npz's 'sources'): this is not generated data, "
+    "and sharing it shares those images.")
+
+
 def generate(model, cfg, mode: str, n: int, seed: int, data_dir):
-    """(images, labels or None) of ``mode``; labelled samples come n / 10 per class, class
-    by class. ValueError for ``conditional`` on a model trained without labels."""
-    from trainables.samples import (balanced_labels, sample_conditional, sample_latent_gmm,
-                                    sample_prior, sample_reference)
+    """(images, labels or None, sources or None) of ``mode``; labelled samples come n / 10
+    per class, class by class; ``sources`` (reconstructions only) index the training images
+    each image reconstructs."""
+    from trainables.samples import (balanced_labels, sample_class_gmm, sample_conditional,
+                                    sample_latent_gmm, sample_prior, sample_reconstruction)
 
     if mode == "prior":
-        return sample_prior(model, n, seed=seed), None
+        return sample_prior(model, n, seed=seed), None, None
+    classes = balanced_labels(n, seed, shuffle=False)
     if mode == "conditional":
-        return sample_conditional(model, balanced_labels(n, seed, shuffle=False), seed)
+        return (*sample_conditional(model, classes, seed), None)
+    # fitted to, or reconstructing, the images the generator trained on
     data = load_dataset(cfg.dataset, data_dir or cfg.data_dir, subset=cfg.subset, seed=cfg.seed)
-    if mode == "latent-gmm":  # fitted to the images the generator trained on
-        return sample_latent_gmm(model, data.train.images, n, seed), None
-    return sample_reference(model, data.train.images, data.train.labels, n, seed)
+    if mode == "latent-gmm":
+        return sample_latent_gmm(model, data.train.images, n, seed), None, None
+    if mode == "class-gmm":
+        return (*sample_class_gmm(model, data.train.images, data.train.labels, classes, seed),
+                None)
+    return sample_reconstruction(model, data.train.images, data.train.labels, n, seed)
 
 
 def write_all(writers: dict) -> None:
@@ -188,7 +202,7 @@ def main(argv=None) -> int:
         fail(PROG, f"--out {out}: expected a FILE.npz")
     if args.mode in UNLABELLED and args.classes:
         fail(PROG, f"--classes balanced needs labels: {args.mode} samples carry none; use "
-                   f"--mode reference")
+                   f"--mode class-gmm")
     if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
         fail(PROG, f"--out {out}: the folder {out.parent} does not exist or is not writable")
     saved = None
@@ -198,15 +212,19 @@ def main(argv=None) -> int:
         else:
             folder = Path(args.checkpoint)
         model, cfg, _ = load_generator(folder)
-        mode = args.mode or ("conditional" if cfg.conditional else "reference")
+        mode = args.mode or ("conditional" if cfg.conditional else "class-gmm")
         if mode == "conditional" and not cfg.conditional:
             raise ValueError(f"--mode conditional needs a model trained with --conditional; "
-                             f"{folder} was not: use --mode reference for labelled samples")
+                             f"{folder} was not: use --mode class-gmm for labelled samples")
+        if mode in ("class-gmm", "latent-gmm") and cfg.conditional:
+            raise ValueError(f"--mode {mode} draws from an unconditional model's codes; "
+                             f"{folder} is class-conditional: use --mode conditional")
         scorer_dirs = None if args.no_score else default_scorers(cfg.dataset, args.scorers, saved)
         log.info("writing %d %s samples of %s (%s) to %s", args.n, mode, cfg.model,
                  folder, out)
-        images, labels = generate(model, cfg, mode, args.n, args.seed, args.data_dir)
-        sheet = {"model": cfg.model, "dataset": cfg.dataset, "config": cfg.to_dict(),
+        images, labels, sources = generate(model, cfg, mode, args.n, args.seed, args.data_dir)
+        sheet = {**({"notice": RECONSTRUCTION_NOTICE} if sources is not None else {}),
+                 "model": cfg.model, "dataset": cfg.dataset, "config": cfg.to_dict(),
                  "checkpoint": str(folder.resolve()),
                  "checkpoint_sha256": file_sha256(folder / "model.safetensors"),
                  "mode": mode, "conditional": cfg.conditional, "seed": args.seed,
@@ -220,6 +238,8 @@ def main(argv=None) -> int:
     except (ValueError, CheckpointError, DatasetError) as exc:
         fail(PROG, str(exc))
     arrays = {"images": images} if labels is None else {"images": images, "labels": labels}
+    if sources is not None:
+        arrays["sources"] = sources
     try:
         def write_npz(tmp):
             with open(tmp, "wb") as fh:
@@ -236,6 +256,8 @@ def main(argv=None) -> int:
                       if k.startswith(("is_", "ts_", "cas_", "memorised_")) and "std" not in k)
     print(f"wrote {out} ({len(images)} images, {mode}), {out.with_suffix('.png')}, "
           f"{out.with_suffix('.json')}" + (f"; {shown}" if shown else ""))
+    if sources is not None:
+        print(f"warning: {RECONSTRUCTION_NOTICE}", file=sys.stderr)
     return 0
 
 

@@ -198,6 +198,36 @@ def test_export_from_the_latent_mixture_is_unlabelled_and_only_for_unconditional
     assert not (tmp_path / "x.npz").exists()
 
 
+def test_the_default_labelled_export_is_generated_and_a_reconstruction_export_is_flagged(
+        tmp_path, checkpoints, capsys):
+    import json
+
+    from sweeps import synthesize
+
+    out = tmp_path / "generated.npz"
+    assert synthesize.main(["--checkpoint", str(checkpoints[False]), "--n", "100",
+                            "--no-score", "--out", str(out)]) == 0
+    sheet = json.loads(out.with_suffix(".json").read_text())
+    assert sheet["mode"] == "class-gmm" and "notice" not in sheet
+    with np.load(out, allow_pickle=False) as data:
+        assert data.files == ["images", "labels"]
+        assert np.bincount(data["labels"]).tolist() == [10] * 10
+    capsys.readouterr()
+    rec = tmp_path / "reconstructed.npz"
+    assert synthesize.main(["--checkpoint", str(checkpoints[False]), "--n", "100",
+                            "--mode", "reconstruction", "--no-score", "--out", str(rec)]) == 0
+    sheet = json.loads(rec.with_suffix(".json").read_text())
+    assert next(iter(sheet)) == "notice"  # the datasheet's first line says what it is
+    assert "reconstruction of a named training image" in sheet["notice"]
+    with np.load(rec, allow_pickle=False) as data:
+        assert data.files == ["images", "labels", "sources"] and len(data["sources"]) == 100
+    assert "not generated data" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        synthesize.main(["--checkpoint", str(checkpoints[True]), "--mode", "class-gmm",
+                         "--no-score", "--out", str(tmp_path / "x.npz")])
+    assert exc.value.code == 2
+
+
 def test_resuming_a_conditional_run_without_the_flag_names_it(tmp_path):
     from trainables.checkpoint import CheckpointError
     from trainables.trainable import LocalReporter, run_training

@@ -65,8 +65,9 @@ class TrainConfig:
     seed: int = 0
     n_samples: tuple[int, ...] = (1000, 5000)
     # Also draw this many labelled samples at the end, for train-on-synthetic accuracy: by
-    # class from a conditional model (sample_conditional), else guided by real training
-    # images of each class (trainables.samples.sample_reference).
+    # class from a conditional model (sample_conditional), else from per-class mixtures
+    # over the encoder's codes (trainables.samples.sample_class_gmm). Generated, never
+    # reconstructions of training images.
     labelled_samples: int | None = None
     data_dir: str | None = None
     device: str = "auto"

@@ -1,6 +1,7 @@
 """Samples from the prior (the paper scores 1,000 and 5,000 of them) or from a mixture
-fitted to the encoder's latent codes, labelled samples guided by real images of each class
-or drawn from a class-conditional model, and PNG grids.
+fitted to the encoder's latent codes; labelled samples from per-class latent mixtures or a
+class-conditional model; labelled reconstructions of real images (named as such); and PNG
+grids.
 
 One seeded draw of ``max(n_samples)`` images is saved; the 1K set is its first 1,000 images (a
 prefix of an i.i.d. sample is itself an i.i.d. sample), so 1K and 5K scores come from one
@@ -55,6 +56,33 @@ def latent_mixture(codes: np.ndarray, n: int, seed: int = 0,
 
 
 @torch.no_grad()
+def encoder_means(model, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """The encoder's means (the codes) of uint8 ``images``, as float32 (N, latent)."""
+    model.eval()
+    device = next(model.parameters()).device
+    codes = []
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(images[start:start + batch_size]).float()
+        codes.append(model.encoder(x.div_(255.0).unsqueeze(1).to(device)).embedding.cpu())
+    return torch.cat(codes).numpy() if codes else np.zeros((0, model.latent_dim), np.float32)
+
+
+@torch.no_grad()
+def decode_latents(model, z: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """Decode latent vectors ``z`` (N, latent) into uint8 (N, 28, 28) images."""
+    model.eval()
+    device = next(model.parameters()).device
+    z = torch.from_numpy(np.asarray(z, np.float32))
+    out = [_to_uint8(model.decoder(z[s:s + batch_size].to(device)).reconstruction
+                     .reshape(-1, 28, 28)) for s in range(0, len(z), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, 28, 28), np.uint8)
+
+
+def _fit_pick(n_images: int, k: int, seed: int) -> np.ndarray:
+    return np.sort(np.random.default_rng(seed).choice(n_images, min(k, n_images),
+                                                      replace=False))
+
+
 def sample_latent_gmm(model, train_images: np.ndarray, n: int, seed: int = 0,
                       fit_images: int = GMM_FIT_IMAGES, batch_size: int = 500) -> np.ndarray:
     """``n`` images decoded from :func:`latent_mixture` fitted to the encoder's means of
@@ -68,18 +96,39 @@ def sample_latent_gmm(model, train_images: np.ndarray, n: int, seed: int = 0,
     thread (the small networks, 2026-12-05)."""
     if is_conditional(model):
         raise ValueError("a class-conditional model draws from the prior, class by class")
-    model.eval()
-    device = next(model.parameters()).device
-    pick = np.sort(np.random.default_rng(seed).choice(
-        len(train_images), min(fit_images, len(train_images)), replace=False))
-    codes = []
-    for start in range(0, len(pick), batch_size):
-        x = torch.from_numpy(train_images[pick[start:start + batch_size]]).float()
-        codes.append(model.encoder(x.div_(255.0).unsqueeze(1).to(device)).embedding.cpu())
-    z = torch.from_numpy(latent_mixture(torch.cat(codes).numpy(), n, seed))
-    out = [_to_uint8(model.decoder(z[s:s + batch_size].to(device)).reconstruction
-                     .reshape(-1, 28, 28)) for s in range(0, n, batch_size)]
-    return np.concatenate(out) if out else np.zeros((0, 28, 28), np.uint8)
+    pick = _fit_pick(len(train_images), fit_images, seed)
+    z = latent_mixture(encoder_means(model, train_images[pick], batch_size), n, seed)
+    return decode_latents(model, z, batch_size)
+
+
+CLASS_GMM_COMPONENTS = 3
+
+
+def sample_class_gmm(model, train_images: np.ndarray, train_labels: np.ndarray,
+                     labels: np.ndarray, seed: int = 0, fit_images: int = GMM_FIT_IMAGES,
+                     batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """Generated labelled samples from an unconditional model: for each class c, a Gaussian
+    mixture (``CLASS_GMM_COMPONENTS``) fitted to the encoder's means of up to
+    ``fit_images / 10`` seeded training images of class c, sampled and decoded; each image
+    is labelled with the class whose mixture drew it. ``labels``: the class of each image
+    to draw (e.g. :func:`balanced_labels`). Returns uint8 images and the labels (uint8).
+
+    No image here is a reconstruction of a training image: the decoder sees fresh latent
+    vectors, so what a classifier learns from them is what the generator learned."""
+    if is_conditional(model):
+        raise ValueError("a class-conditional model is told the class: use sample_conditional")
+    labels = np.asarray(labels).astype(np.uint8)
+    train_labels = np.asarray(train_labels)
+    z = np.zeros((len(labels), model.latent_dim), np.float32)
+    for c in np.unique(labels):
+        where = np.flatnonzero(labels == c)
+        own = np.flatnonzero(train_labels == c)
+        if not len(own):
+            raise ValueError(f"class {c} has no training images to fit its mixture to")
+        pick = own[_fit_pick(len(own), fit_images // N_CLASSES, seed + int(c))]
+        codes = encoder_means(model, train_images[pick], batch_size)
+        z[where] = latent_mixture(codes, len(where), seed + int(c), CLASS_GMM_COMPONENTS)
+    return decode_latents(model, z, batch_size), labels
 
 
 def balanced_labels(n: int, seed: int = 0, shuffle: bool = True) -> np.ndarray:
@@ -95,8 +144,8 @@ def sample_conditional(model, labels: np.ndarray, seed: int = 0,
     """A conditional model's samples of the given classes: z ~ N(0, I), decoded with label
     ``labels[i]``. Returns uint8 images and the labels (uint8)."""
     if not is_conditional(model):
-        raise ValueError("the model is not class-conditional: draw labelled samples with "
-                         "reference-guided sampling instead (mode 'reference')")
+        raise ValueError("the model is not class-conditional: draw labelled samples from its "
+                         "per-class latent mixtures instead (mode 'class-gmm')")
     labels = np.asarray(labels).astype(np.uint8)
     return _decode(model, len(labels), labels, seed, batch_size), labels
 
@@ -122,13 +171,17 @@ def _to_uint8(x) -> np.ndarray:
 
 @torch.no_grad()
 @clears_labels
-def sample_reference(model, images: np.ndarray, labels: np.ndarray, n: int, seed: int = 0,
-                     batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` labelled samples "starting from a reference image instead of noise" (the paper,
-    section 4): real training images of each class c (n / 10 of them, seeded, drawn without
-    replacement while they last), z ~ q(z|x) from the encoder, decoded; labelled c. A
-    conditional model is told c in both its encoder and its decoder.
-    Returns uint8 (n, 28, 28) images and uint8 labels, class by class."""
+def sample_reconstruction(model, images: np.ndarray, labels: np.ndarray, n: int,
+                          seed: int = 0, batch_size: int = 500
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` labelled reconstructions, "starting from a reference image instead of noise"
+    (the paper, section 4): real training images of each class c (n / 10 of them, seeded,
+    drawn without replacement while they last), z ~ q(z|x) from the encoder, decoded;
+    labelled c. A conditional model is told c in both its encoder and its decoder.
+
+    Every image is a reconstruction of a named training image: this is not generated data,
+    and sharing it shares those images. Returns uint8 (n, 28, 28) images, uint8 labels and
+    the index of each image's source in ``images``, class by class."""
     model.eval()
     device = next(model.parameters()).device
     rng = np.random.default_rng(seed)
@@ -149,7 +202,7 @@ def sample_reference(model, images: np.ndarray, labels: np.ndarray, n: int, seed
         eps = torch.randn(std.shape, generator=gen).to(device)
         z = enc.embedding + eps * std
         out.append(_to_uint8(model.decoder(z).reconstruction.reshape(len(idx), 28, 28)))
-    return np.concatenate(out), labels[chosen].astype(np.uint8)
+    return np.concatenate(out), labels[chosen].astype(np.uint8), chosen
 
 
 def image_grid(images: np.ndarray, cols: int = 8) -> np.ndarray:

@@ -33,7 +33,7 @@ from trainables.loop import (Diverged, batches_per_epoch, cosine_lr, evaluate, m
                              train_steps)
 from trainables.models import build_model
 from trainables.samples import (SAMPLES_FILE, balanced_labels, draw_samples, load_samples,
-                                sample_conditional, sample_reference, save_labelled, save_samples)
+                                sample_class_gmm, sample_conditional, save_labelled, save_samples)
 from trainables.speed import Speed
 from trainables.speed import apply as apply_speed
 
@@ -181,13 +181,13 @@ def _finish(cfg, model, optimizers, generator, reporter, history, wall, scorer,
     t0 = time.perf_counter()
     samples = draw_samples(model, cfg.sampler, n, cfg.seed + 2, data.train.images)
     labelled = None
-    if cfg.labelled_samples and cfg.conditional:
-        # a conditional model is asked for each class; any other is guided by real images
-        labelled = sample_conditional(model, balanced_labels(cfg.labelled_samples, cfg.seed + 4),
-                                      seed=cfg.seed + 4)
-    elif cfg.labelled_samples:
-        labelled = sample_reference(model, data.train.images, data.train.labels,
-                                    cfg.labelled_samples, seed=cfg.seed + 4)
+    if cfg.labelled_samples:
+        # a conditional model is asked for each class; any other draws from each class's
+        # mixture over its encoder codes
+        classes = balanced_labels(cfg.labelled_samples, cfg.seed + 4)
+        labelled = (sample_conditional(model, classes, seed=cfg.seed + 4) if cfg.conditional
+                    else sample_class_gmm(model, data.train.images, data.train.labels, classes,
+                                          seed=cfg.seed + 4))
     final = dict(history[-1]) if history else {}
     final.update(status="finished", sample_time_s=time.perf_counter() - t0, n_samples=n)
     files = {}
