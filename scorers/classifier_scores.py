@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from scorers import metrics
+from scorers.copying import copying_statistic
 from scorers.fid import frechet_distance_to_reference
 from scorers.images import as_unit_float
 from scorers.keys import memo_key, score_key
@@ -69,11 +70,18 @@ def score_predictions(kind: str, probs: np.ndarray, feats: np.ndarray, reference
     return {k: float(v) for k, v in out.items()}
 
 
-def memorisation_scores(scorer, feats: np.ndarray, n: int, train: dict) -> dict[str, float]:
-    """``memorised`` and ``authenticity`` of the first n samples' features against the
-    training images ``train`` describes ({"subset": ..., "seed": ...})."""
-    res = memorisation(scorer.training_set(train.get("subset"), train.get("seed", 0)), feats[:n])
-    return {memo_key(scorer.kind, n, stat): res[stat] for stat in ("memorised", "authenticity")}
+def memorisation_scores(scorer, feats: np.ndarray, n: int, train: dict,
+                        held_out: bool = True) -> dict[str, float]:
+    """``memorised``, ``authenticity`` and (with ``held_out``) the data-copying C_T of the
+    first n samples' features against the training images ``train`` describes ({"subset":
+    ..., "seed": ...}); the held-out side is the first n images of the real ceiling half."""
+    training = scorer.training_set(train.get("subset"), train.get("seed", 0))
+    res = memorisation(training, feats[:n])
+    out = {memo_key(scorer.kind, n, stat): res[stat] for stat in ("memorised", "authenticity")}
+    if held_out:
+        out[memo_key(scorer.kind, n, "copying")] = copying_statistic(
+            training, feats[:n], res["nearest_sq"], scorer.real("ceiling", n)[1], ("ceiling", n))
+    return out
 
 
 def score_images(scorer, images, ns=(1000, 5000), dataset: str | None = None,
@@ -104,6 +112,6 @@ def ceiling(scorer, ns=(1000, 5000), train: dict | None = None) -> dict[str, flo
     ns = check_ns(ns)
     probs, feats = scorer.real("ceiling", max(ns))
     out = score_predictions(scorer.kind, probs, feats, scorer.reference_stats, ns)
-    if train is not None:
-        out.update(memorisation_scores(scorer, feats, max(ns), train))
+    if train is not None:  # the held-out images are these: no data-copying test
+        out.update(memorisation_scores(scorer, feats, max(ns), train, held_out=False))
     return out

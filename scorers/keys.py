@@ -78,12 +78,13 @@ def cas_key(n: int, ratio: bool = False) -> str:
     return f"cas_{n_label(n)}" + ("_ratio" if ratio else "")
 
 
-MEMO_STATS = ("memorised", "authenticity")
+MEMO_STATS = ("memorised", "authenticity", "copying")
 MEMO_SPACES = ("pixels", "vit")  # where samples are compared with the training images
 
 
 def memo_key(space: str, n: int, stat: str) -> str:
-    """``memorised_pixels_5k``, ``authenticity_vit_5k``, ... (``scorers.memorisation``)."""
+    """``memorised_pixels_5k``, ``authenticity_vit_5k``, ``copying_pixels_5k`` (the C_T
+    statistic), ... (``scorers.memorisation``, ``scorers.copying``)."""
     if space not in MEMO_SPACES or stat not in MEMO_STATS:
         raise ValueError(f"memorisation {stat!r} in {space!r} unknown; expected one of "
                          f"{MEMO_STATS} in one of {MEMO_SPACES}")

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scorers.arrays import as_matrix, row_blocks, sq_dists_from_gram, sq_norms
-from scorers.keys import memo_key
 
 QUANTILE = 0.01
 QUANTILE_ROWS = 2000
@@ -56,6 +55,7 @@ class TrainingSet:
     sq: np.ndarray
     threshold_sq: float
     own_nn_sq: dict = field(default_factory=dict)
+    cache: dict = field(default_factory=dict)  # what scorers.copying derives from it
 
     def own_nearest(self, rows: np.ndarray) -> np.ndarray:
         """Squared distance of training rows ``rows`` to their nearest other training row."""
@@ -122,14 +122,3 @@ def pairs_picture(samples: np.ndarray, train_images: np.ndarray,
     buf = io.BytesIO()
     canvas.save(buf, format="PNG")
     return buf.getvalue()
-
-
-def pixel_memorisation(samples: np.ndarray, train_images: np.ndarray, n: int) -> dict:
-    """The pixel-space scores of the first ``n`` of uint8 ``samples`` (M, 28, 28) against
-    uint8 ``train_images``, keyed as every table shows them, and the closest pairs' PNG
-    (``"_pairs_png"``)."""
-    flat = train_images.reshape(len(train_images), -1).astype(np.float32) / 255.0
-    res = memorisation(training_set(flat), samples[:n].reshape(n, -1).astype(np.float32) / 255.0)
-    return {memo_key("pixels", n, "memorised"): res["memorised"],
-            memo_key("pixels", n, "authenticity"): res["authenticity"],
-            "_pairs_png": pairs_picture(samples, train_images, closest_pairs(res))}

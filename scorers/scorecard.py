@@ -19,6 +19,7 @@ memorisation and CAS while the actors predict.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -26,8 +27,9 @@ import numpy as np
 
 from scorers import memorisation, realsplit, utility
 from scorers.classifier_scores import ceiling, check_ns, score_images
+from scorers.copying import copying_statistic
 from scorers.images import as_unit_float
-from scorers.keys import cas_key
+from scorers.keys import cas_key, memo_key
 from trainables.datasets import load_dataset
 
 MEMO_KINDS = ("vit",)
@@ -85,9 +87,9 @@ def scorecard(images, *, dataset: str, ns, scorers: Mapping[str, SampleScorer],
     pending = [score(images, ns, train if kind in MEMO_KINDS else None)
                for kind, score in scorers.items()]
     data = load_dataset(dataset, training.data_dir)
-    x = data.test.images[realsplit.indices("ceiling", n)] if images is None else as_uint8(images)
-    out = memorisation.pixel_memorisation(x, training.images(dataset), n)
-    png = out.pop("_pairs_png")
+    held_out = data.test.images[realsplit.indices("ceiling", n)]
+    x = held_out if images is None else as_uint8(images)[:n]
+    out, png = pixel_checks(x, dataset, training, None if images is None else held_out)
     if images is None:
         out[cas_key(n)] = utility.real_ceiling(data, n)
     elif labelled is not None:
@@ -97,6 +99,34 @@ def scorecard(images, *, dataset: str, ns, scorers: Mapping[str, SampleScorer],
     if pairs:
         out["_artifacts"] = {PAIRS_FILE: png}
     return out
+
+
+@functools.lru_cache(maxsize=2)
+def pixel_training_set(dataset: str, training: TrainingImages):
+    """(the training images, their ``scorers.memorisation.TrainingSet`` in pixels): kept in
+    this process, since every trial of a sweep compares its samples with the same images."""
+    images = training.images(dataset)
+    return images, memorisation.training_set(flat_pixels(images))
+
+
+def flat_pixels(images: np.ndarray) -> np.ndarray:
+    return images.reshape(len(images), -1).astype(np.float32) / 255.0
+
+
+def pixel_checks(x: np.ndarray, dataset: str, training: TrainingImages,
+                 held_out: np.ndarray | None) -> tuple[dict, bytes]:
+    """Memorisation of uint8 images ``x`` against the training images, in pixels, with the
+    data-copying C_T against ``held_out`` real images (when ``x`` are not those), and the
+    PNG of the closest sample / training-image pairs."""
+    n = len(x)
+    train_images, train = pixel_training_set(dataset, training)
+    res = memorisation.memorisation(train, flat_pixels(x))
+    out = {memo_key("pixels", n, stat): res[stat] for stat in ("memorised", "authenticity")}
+    if held_out is not None:
+        out[memo_key("pixels", n, "copying")] = copying_statistic(
+            train, flat_pixels(x), res["nearest_sq"], flat_pixels(held_out), ("ceiling", n))
+    png = memorisation.pairs_picture(x, train_images, memorisation.closest_pairs(res))
+    return out, png
 
 
 def as_uint8(images) -> np.ndarray:

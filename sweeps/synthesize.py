@@ -28,7 +28,8 @@ Writes three files, each atomically (a half-written export never replaces a good
   the ids of the scorers used.
 
 Scorers: the sweep's own (``--run``), else ``--scorers DIR`` (inception/ and vit/), else the
-quick preset's in the cache; ``--no-score`` writes the datasheet without scores.
+quick preset's in the cache; ``--no-score`` writes the datasheet without the scorers' scores
+(the pixel-space memorisation and data-copying checks need no scorer and always run).
 Exit codes: 0 written, 2 bad arguments or input (one line on stderr), 1 other failures.
 """
 from __future__ import annotations
@@ -44,7 +45,10 @@ try:
     from trainables.cli import ArgumentParser, fail, number, positive_int, setup_logging
 except ModuleNotFoundError as exc:  # run as a script from a checkout that was not installed
     sys.exit(f"synthesize: error: {exc}; install gensweep first: pip install -e .")
-from scorers.scorecard import LoadedScorer, TrainingImages, scorecard
+from scorers import realsplit
+from scorers.copying import verdict
+from scorers.keys import MEMO_SPACES, memo_key
+from scorers.scorecard import LoadedScorer, TrainingImages, as_uint8, pixel_checks, scorecard
 from scorers.scorer_cache import is_complete, load_scorer, read_metadata, scorer_dir_for
 from scorers.spec import KINDS
 from sweeps import sweep_record
@@ -75,7 +79,8 @@ def parser() -> ArgumentParser:
     p.add_argument("--scorers", help="folder with inception/ and vit/ scorer folders")
     p.add_argument("--score-n", type=number(int, 10, maximum=SCORE_N), default=SCORE_N,
                    help="images of the set scored for the datasheet (a seeded sample; 10-5000)")
-    p.add_argument("--no-score", action="store_true", help="datasheet without scores")
+    p.add_argument("--no-score", action="store_true", help="datasheet without the scorers' scores (the pixel-space copying checks "
+                        "still run)")
     p.add_argument("--data-dir", help="dataset folder (else GENSWEEP_DATA_DIR, the cache)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -156,18 +161,35 @@ def write_all(writers: dict) -> None:
 
 def score_set(images, labels, dataset: str, scorer_dirs: dict, cfg, score_n: int, seed: int,
               data_dir) -> dict:
-    """The datasheet's scorecard of a seeded sample of the set (see the module doc)."""
+    """The datasheet's scorecard of a seeded sample of the set (see the module doc), and
+    its data-copying test in words. With no scorers (``--no-score``), the pixel-space
+    checks alone: they need none."""
     import numpy as np
 
     pick = np.sort(np.random.default_rng(seed).permutation(len(images))[:score_n])
     x = images[pick]
-    loaded = {kind: load_scorer(folder, data_dir=data_dir) for kind, folder in scorer_dirs.items()}
-    scores = scorecard(x, dataset=dataset, ns=(len(x),),
-                       scorers={k: LoadedScorer(s, dataset) for k, s in loaded.items()},
-                       labelled=None if labels is None else (x, labels[pick]),
-                       training=TrainingImages(cfg.subset, cfg.seed, data_dir or cfg.data_dir))
-    return {"n_scored": len(x), "scores": scores,
-            "scorer_ids": {k: s.scorer_id for k, s in loaded.items()}}
+    training = TrainingImages(cfg.subset, cfg.seed, data_dir or cfg.data_dir)
+    if not scorer_dirs:
+        held_out = load_dataset(dataset, training.data_dir).test.images[
+            realsplit.indices("ceiling", len(x))]
+        scores, _ = pixel_checks(as_uint8(x), dataset, training, held_out)
+        ids = {}
+    else:
+        loaded = {k: load_scorer(folder, data_dir=data_dir) for k, folder in scorer_dirs.items()}
+        scores = scorecard(x, dataset=dataset, ns=(len(x),),
+                           scorers={k: LoadedScorer(s, dataset) for k, s in loaded.items()},
+                           labelled=None if labels is None else (x, labels[pick]),
+                           training=training)
+        ids = {k: s.scorer_id for k, s in loaded.items()}
+    return {"n_scored": len(x), "scores": scores, "scorer_ids": ids,
+            "data_copying": copying_words(scores, len(x))}
+
+
+def copying_words(scores: dict, n: int) -> dict:
+    """The data-copying test's reading in each space it ran in (``scorers.copying``)."""
+    return {space: verdict(scores[memo_key(space, n, "copying")],
+                           scores[memo_key(space, n, "memorised")])
+            for space in MEMO_SPACES if memo_key(space, n, "copying") in scores}
 
 
 def default_scorers(dataset: str, scorers_dir: str | None, saved: dict | None) -> dict:
@@ -232,9 +254,8 @@ def main(argv=None) -> int:
                  "classes": (np.bincount(labels, minlength=10).tolist()
                              if labels is not None else None),
                  "order": "class by class" if labels is not None else "as drawn"}
-        if scorer_dirs is not None:
-            sheet.update(score_set(images, labels, cfg.dataset, scorer_dirs, cfg,
-                                   min(args.score_n, len(images)), args.seed, args.data_dir))
+        sheet.update(score_set(images, labels, cfg.dataset, scorer_dirs, cfg,
+                               min(args.score_n, len(images)), args.seed, args.data_dir))
     except (ValueError, CheckpointError, DatasetError) as exc:
         fail(PROG, str(exc))
     arrays = {"images": images} if labels is None else {"images": images, "labels": labels}
@@ -258,6 +279,9 @@ def main(argv=None) -> int:
           f"{out.with_suffix('.json')}" + (f"; {shown}" if shown else ""))
     if sources is not None:
         print(f"warning: {RECONSTRUCTION_NOTICE}", file=sys.stderr)
+    for space, words in sheet["data_copying"].items():
+        if words.startswith("data-copying"):
+            print(f"warning: in {space}: {words}", file=sys.stderr)
     return 0
 
 

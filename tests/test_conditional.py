@@ -209,6 +209,9 @@ def test_the_default_labelled_export_is_generated_and_a_reconstruction_export_is
                             "--no-score", "--out", str(out)]) == 0
     sheet = json.loads(out.with_suffix(".json").read_text())
     assert sheet["mode"] == "class-gmm" and "notice" not in sheet
+    # the pixel-space copying test needs no scorer: every datasheet carries it
+    assert "copying_pixels_100" in sheet["scores"]
+    assert "data-copying" in sheet["data_copying"]["pixels"]
     with np.load(out, allow_pickle=False) as data:
         assert data.files == ["images", "labels"]
         assert np.bincount(data["labels"]).tolist() == [10] * 10

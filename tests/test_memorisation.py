@@ -75,3 +75,42 @@ def test_bad_input_is_refused(mnist):
         memo.memorisation(train, np.zeros((4, 10)))
     with pytest.raises(ValueError, match="NaN or inf"):
         memo.memorisation(train, np.full((4, 784), np.nan))
+
+
+# ------------------------------------------------------------------ data-copying (C_T)
+def test_copies_fail_the_data_copying_test_and_held_out_digits_pass(mnist):
+    """Meehan et al.'s C_T against held-out real digits: noisy copies of training images sit
+    far below its -3 cut-off, other held-out digits near 0, noise far above it."""
+    from scorers import copying
+
+    train_images, test_images = mnist
+    train = memo.training_set(flat(train_images))
+    held_out = flat(test_images[:1000])
+
+    def c_t(images):
+        x = flat(images) if images.dtype == np.uint8 else images
+        return copying.copying_statistic(train, x, memo.memorisation(train, x)["nearest_sq"],
+                                         held_out, "test")
+
+    rng = np.random.default_rng(4)
+    copies = flat(train_images[rng.choice(len(train_images), 1000)])
+    noisy = np.clip(copies + rng.normal(0, 0.05, copies.shape), 0, 1).astype(np.float32)
+    assert c_t(noisy) < copying.COPYING_Z
+    fresh = c_t(test_images[1000:2000])
+    assert abs(fresh) < -copying.COPYING_Z, fresh
+    assert c_t(rng.random((1000, 784)).astype(np.float32)) > -copying.COPYING_Z
+    assert copying.verdict(c_t(noisy), 0.0).startswith("data-copying")
+    assert copying.verdict(fresh, 0.01).startswith("no sign of data-copying")
+    assert copying.verdict(fresh, 0.2).startswith("data-copying")  # near copies alone
+
+
+def test_the_u_statistic_matches_its_definition():
+    """The rank form against the pair count it stands for (ties count half)."""
+    from scorers.copying import mann_whitney_z
+
+    rng = np.random.default_rng(5)
+    a, b = rng.integers(0, 20, 40).astype(float), rng.integers(0, 20, 60).astype(float)
+    u = sum((x > y) + 0.5 * (x == y) for x in a for y in b)
+    m, n = len(a), len(b)
+    assert mann_whitney_z(a, b) == pytest.approx((u - m * n / 2) / np.sqrt(m * n * (m + n + 1) / 12))
+    assert mann_whitney_z(a - 100, b) < -5 and mann_whitney_z(a + 100, b) > 5

@@ -335,6 +335,7 @@ def test_the_scorecard_of_a_labelled_set_and_of_the_real_half(vit):
     card = scorecard(x, dataset="mnist", ns=(300,), scorers=scorers, labelled=(x, y))
     assert set(expected_keys("vit", (300,))) <= set(card)
     assert card["memorised_pixels_300"] == 1.0 and card["memorised_vit_300"] > 0.9
+    assert card["copying_pixels_300"] < -3 and card["copying_vit_300"] < -3  # copies
     assert {cas_key(300), cas_key(300, ratio=True), f"ceiling_{cas_key(300)}"} <= set(card)
     # a ceiling the caller holds is used as given, not measured again
     given = scorecard(x, dataset="mnist", ns=(300,), scorers=scorers, labelled=(x, y),
@@ -349,6 +350,7 @@ def test_the_scorecard_of_a_labelled_set_and_of_the_real_half(vit):
     real = scorecard(None, dataset="mnist", ns=(300,), scorers=scorers)
     assert set(expected_keys("vit", (300,))) <= set(real)
     assert real[cas_key(300)] > 0.5 and real["memorised_pixels_300"] < 0.05
+    assert "copying_pixels_300" not in real  # the held-out images are these
 
 
 def test_score_cli_table_for_a_samples_file(vit_dir, tmp_path):
