@@ -91,10 +91,30 @@ def memo_key(space: str, n: int, stat: str) -> str:
     return f"{stat}_{space}_{n_label(n)}"
 
 
-def probe_key(n: int) -> str:
-    """The per-round look at sample quality a sweep's scheduler judges trials by: the TS of
-    ``n`` prior samples (``probe_ts_1k``)."""
-    return f"probe_{score_key('vit', n, 'mean').rsplit('_', 1)[0]}"
+# what each objective component's per-round probe measures: its own score on n samples
+PROBE_PREFIX = {"vit": "ts", "inception": "is", "cas": "cas"}
+
+
+def probe_key(n: int, component: str = "vit") -> str:
+    """A per-round look at one objective component on ``n`` samples: ``probe_ts_1k`` (the
+    ViT's TS), ``probe_is_1k`` (Inception's IS), ``probe_cas_1k`` (the CAS of n labelled
+    samples)."""
+    if component not in PROBE_PREFIX:
+        raise ValueError(f"no probe for {component!r}; probes exist for "
+                         f"{', '.join(PROBE_PREFIX)}")
+    return f"probe_{PROBE_PREFIX[component]}_{n_label(n)}"
+
+
+def scheduler_key(objective: str, n: int) -> str:
+    """What a sweep's early stopping judges trials by: the objective's own probe, or for an
+    objective of several scores the mean of their probes' ratios to the real-data ceiling
+    (``probe_objective_1k``)."""
+    components = OBJECTIVES[objective]
+    return probe_key(n, components[0]) if len(components) == 1 else combined_probe_key(n)
+
+
+def combined_probe_key(n: int) -> str:
+    return f"probe_objective_{n_label(n)}"
 
 
 def ceiling_key(key: str) -> str:

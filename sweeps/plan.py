@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from scorers.keys import objective_keys
+from scorers.keys import OBJECTIVES, PROBE_PREFIX, objective_keys
 from scorers.spec import KINDS, TrainSpec
 from sweeps.presets import PRESETS, Preset, default_preset
 from sweeps.request import SweepRequest
@@ -142,9 +142,11 @@ def effective_preset(request: SweepRequest, name: str) -> Preset:
         changes.update(epochs=tuple(request.epochs_range), train_images=None,
                        report_images=None)
     if request.train_images is not None:
+        # a preset of epochs reports each epoch; on an image budget it reports each quarter,
+        # so a scheduler has rounds to judge
+        every = preset.report_images or max(1, request.train_images // 4)
         changes.update(train_images=request.train_images, epochs=None,
-                       report_images=min(preset.report_images or request.train_images,
-                                         request.train_images))
+                       report_images=min(every, request.train_images))
     return dataclasses.replace(preset, **changes) if changes else preset
 
 
@@ -219,6 +221,12 @@ def resolve_plan(request: SweepRequest, cluster: Cluster,
     res = _resources(request, preset, cluster)
     trials = request.num_samples or preset.num_samples
     scheduler = request.scheduler or preset.scheduler
+    unprobed = [c for c in OBJECTIVES[request.objective] if c not in PROBE_PREFIX]
+    if scheduler == "asha" and unprobed:
+        raise PlanError(f"--objective {request.objective}: early stopping needs a per-round "
+                        f"probe of every score it optimises, and {', '.join(unprobed)} has "
+                        f"none; pass --scheduler none, or choose an objective of "
+                        f"{', '.join(PROBE_PREFIX)}")
     expected, worst = estimate(preset, model, request.dataset, trials, res["concurrency"],
                                res["trial_gpus"] > 0, scheduler, scorers_to_build)
     constants = {"model": model, "dataset": request.dataset, "arch": preset.arch,

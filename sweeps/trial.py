@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from scorers.actor import SCORE_TIMEOUT_S, ActorScorer, actor_scorers
-from scorers.keys import probe_key, score_key
+from scorers.keys import combined_probe_key, probe_key, score_key
 from scorers.scorecard import TrainingImages, scorecard
+from scorers.utility import classification_accuracy_score
+from trainables.datasets import load_dataset
 from trainables.trainable import Probe, train
 
 
@@ -23,7 +25,11 @@ class TrialPlan:
     actor_names: dict = field(default_factory=dict)  # kind -> actor name
     namespace: str | None = None
     ns: tuple = (1000, 5000)
-    probe_n: int | None = None  # TS of this many prior samples after every round (for ASHA)
+    probe_n: int | None = None  # samples each round's probe scores (for the scheduler)
+    # the objective's components: each gets a probe after every round (scorers.keys)
+    probe_components: tuple = ("vit",)
+    # component -> its real-data ceiling, which a probe of several components is read against
+    probe_ceilings: dict = field(default_factory=dict)
     cas_ceiling: float | None = None  # the fixed CNN's accuracy trained on real images
     score_timeout_s: float = SCORE_TIMEOUT_S
 
@@ -45,16 +51,37 @@ def trial_scorer(trial_plan: TrialPlan, values: dict):
 
 
 def probe_scorer(trial_plan: TrialPlan, dataset: str):
-    """``samples -> {probe key: TS}`` from the ViT actor alone: about a second for 1,000
-    samples on one CPU thread, so it can run after every round."""
+    """``(samples, labelled) -> probes``: after every round, each objective component's own
+    score of ``probe_n`` samples (TS from the ViT actor, IS from the Inception actor, the
+    CAS of as many labelled samples), and for several components their mean ratio to the
+    real-data ceiling (``scorers.keys.scheduler_key``). The ViT's TS of 1,000 samples takes
+    about a second on one CPU thread, Inception's IS several, the CAS a few."""
     n = trial_plan.probe_n
-    vit = ActorScorer(trial_plan.actor_names["vit"], trial_plan.namespace, dataset,
-                      trial_plan.score_timeout_s)
+    components = tuple(trial_plan.probe_components)
+    actors = {kind: ActorScorer(trial_plan.actor_names[kind], trial_plan.namespace, dataset,
+                                trial_plan.score_timeout_s)
+              for kind in components if kind != "cas"}
 
-    def score(samples) -> dict:
-        return {probe_key(n): vit(samples, (n,), None)()[score_key("vit", n, "mean")]}
+    def score(samples, labelled=None) -> dict:
+        pending = {kind: actor(samples, (n,), None) for kind, actor in actors.items()}
+        out = {}
+        if "cas" in components:
+            out[probe_key(n, "cas")] = classification_accuracy_score(
+                *labelled, *load_test_set(dataset, trial_plan.constants.get("data_dir")))
+        for kind, wait in pending.items():
+            out[probe_key(n, kind)] = wait()[score_key(kind, n, "mean")]
+        if len(components) > 1:
+            ratios = [out[probe_key(n, c)] / (trial_plan.probe_ceilings.get(c) or 1.0)
+                      for c in components]
+            out[combined_probe_key(n)] = sum(ratios) / len(ratios)
+        return out
 
     return score
+
+
+def load_test_set(dataset: str, data_dir) -> tuple:
+    test = load_dataset(dataset, data_dir).test
+    return test.images, test.labels
 
 
 def trial_config(config: dict, trial_plan: TrialPlan) -> dict:
@@ -69,5 +96,6 @@ def sweep_trial(config: dict, trial_plan: TrialPlan) -> None:
     if trial_plan.actor_names:
         scorer = trial_scorer(trial_plan, values)
         if trial_plan.probe_n:
-            probe = Probe(trial_plan.probe_n, probe_scorer(trial_plan, values["dataset"]))
+            probe = Probe(trial_plan.probe_n, probe_scorer(trial_plan, values["dataset"]),
+                          labelled="cas" in trial_plan.probe_components)
     train(values, scorer=scorer, probe=probe)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from scorers.keys import cas_key, probe_key, score_key
+from scorers.keys import OBJECTIVES, cas_key, probe_key, scheduler_key, score_key
 from sweeps.databases import ensure_optuna_store
 from sweeps.search import score_search_class
 from sweeps.spaces import SPACES, with_conditional
@@ -25,9 +25,15 @@ def search_space(plan) -> dict:
 
 def trial_plan(plan, ceiling: dict | None = None) -> TrialPlan:
     """What every trial shares; ``ceiling`` (the real-data ceiling) gives the CAS its ratio."""
+    ceiling, n = ceiling or {}, max(plan.ns)
+    components = OBJECTIVES[plan.request.objective]
+    ceilings = {c: ceiling.get(cas_key(n) if c == "cas" else score_key(c, n, "mean"))
+                for c in components}
     return TrialPlan(constants=dict(plan.trial_constants), actor_names=dict(plan.actor_names),
                      namespace=plan.namespace, ns=tuple(plan.ns), probe_n=plan.probe_n,
-                     cas_ceiling=(ceiling or {}).get(cas_key(max(plan.ns))))
+                     probe_components=components,
+                     probe_ceilings={c: v for c, v in ceilings.items() if v},
+                     cas_ceiling=ceiling.get(cas_key(n)))
 
 
 def make_searcher(plan):
@@ -63,8 +69,9 @@ def make_searcher(plan):
 
 
 def make_scheduler(plan):
-    """ASHA on the per-round TS probe (the TS of the plan's ``probe_n`` prior samples), with
-    training images as its clock: a trial is judged after a quarter of its budget and again
+    """ASHA on the objective's own per-round probe (``scorers.keys.scheduler_key``: the TS,
+    IS or CAS of the plan's ``probe_n`` samples, or their mean ratio to the real-data
+    ceiling for an objective of several), with training images as its clock: a trial is judged after a quarter of its budget and again
     at half, against the trials that reached the same point, and only the better half goes
     on. Sample quality, not reconstruction error, is what the objective rewards: a VAE with
     a larger latent space reconstructs better and samples worse."""
@@ -82,7 +89,7 @@ def make_scheduler(plan):
     # stop_last_trials=False: a trial whose last round lands exactly on max_t (batch 32
     # divides 192,000) must still draw and report its scores; it ends by itself.
     return PaperPointASHA(plan.paper_point, time_attr="images_seen",
-                          metric=probe_key(plan.probe_n), mode="max", max_t=int(budget),
+                          metric=scheduler_key(plan.request.objective, plan.probe_n), mode="max", max_t=int(budget),
                           grace_period=int(grace), reduction_factor=2, stop_last_trials=False)
 
 
@@ -126,13 +133,17 @@ def build_tuner(plan, callbacks: list | None = None, ceiling: dict | None = None
 
 
 def progress_table(plan):
-    """Tune's table of trials, showing the race: each trial's hyperparameters, the TS probe
-    after every round and how far it got, then, once it is scored, the objective and the
+    """Tune's table of trials, showing the race: each trial's hyperparameters, the
+    objective's probes after every round and how far it got, then, once it is scored, the objective and the
     headline scores. Plumbing (pids, node ids, timings) stays out."""
     from ray.tune import CLIReporter
 
     n = max(plan.ns)
-    columns = {probe_key(plan.probe_n): "TS probe", "images_seen": "images",
+    components = OBJECTIVES[plan.request.objective]
+    probes = [probe_key(plan.probe_n, c) for c in components]
+    if len(components) > 1:
+        probes.append(scheduler_key(plan.request.objective, plan.probe_n))
+    columns = {**{key: key for key in probes}, "images_seen": "images",
                **{key: key for key in plan.objective},
                score_key("inception", n, "mean"): score_key("inception", n, "mean"),
                score_key("vit", n, "mean"): score_key("vit", n, "mean"),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scorers.keys import objective_keys
+from scorers.keys import OBJECTIVES, objective_keys
 from sweeps import report
 from sweeps.plan import Cluster, PlanError, resolve_plan
 from sweeps.presets import PRESETS
@@ -180,8 +180,34 @@ def test_multi_objective_and_asha(tmp_path):
     assert searcher.metric == ["is_500_mean", "ts_500_mean"]
     scheduler = make_scheduler(plan)
     assert type(scheduler).__name__ == "PaperPointASHA"
-    assert scheduler.metric == "probe_ts_200"
+    # several objectives: their probes' mean ratio to the real-data ceiling
+    assert scheduler.metric == "probe_objective_200"
     assert make_scheduler(plan_for(tmp_path, space="vae", preset="smoke")) is None
+
+
+@pytest.mark.parametrize("objective, metric, labelled", [
+    ("ts", "probe_ts_200", False), ("is", "probe_is_200", False),
+    ("cas", "probe_cas_200", True), ("ts+cas", "probe_objective_200", True)])
+def test_early_stopping_judges_the_objectives_own_probe(tmp_path, objective, metric, labelled):
+    from sweeps.tuner import make_scheduler, trial_plan
+
+    plan = plan_for(tmp_path, space="vae", preset="smoke", objective=objective,
+                    scheduler="asha")
+    assert make_scheduler(plan).metric == metric
+    ceiling = {"ts_500_mean": 9.0, "is_500_mean": 8.0, "cas_500": 0.9}
+    tp = trial_plan(plan, ceiling)
+    assert tp.probe_components == OBJECTIVES[objective]
+    assert set(tp.probe_ceilings) == set(OBJECTIVES[objective])
+    assert ("cas" in tp.probe_components) == labelled
+
+
+def test_an_objective_without_a_probe_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    from scorers import keys
+    from sweeps.plan import PlanError
+
+    monkeypatch.setitem(keys.OBJECTIVES, "fid", ("fid",))
+    with pytest.raises(PlanError, match="fid has none; pass --scheduler none"):
+        plan_for(tmp_path, space="vae", preset="smoke", objective="fid", scheduler="asha")
 
 
 def test_estimate_counts_scorers_asha_and_waves(tmp_path):
@@ -412,6 +438,14 @@ def test_asha_lets_the_paper_point_finish(tmp_path):
                                                                key: probe}))
     assert actions[2] == scheduler.CONTINUE  # the paper point, last of its rung: goes on
     assert actions[3] == scheduler.STOP  # a trial as weak as it: stopped
+    # at the budget itself (ASHA's top rung) training is done: a weak trial draws its scores
+    budget = plan.preset.trial_images()
+    for i, probe in enumerate([8.0, 7.5, 1.1]):
+        trial = Trial("__fake", stub=True, config=configs[i if i < 2 else 3],
+                      trial_id=f"b{i}")
+        scheduler.on_trial_add(None, trial)
+        last = scheduler.on_trial_result(None, trial, {"images_seen": budget, key: probe})
+    assert last == scheduler.CONTINUE
     # a trial whose last round reaches the budget exactly still reports its scores after it
     # (ASHA used to stop it there, and the best trial of a sweep lost its scores)
     done = Trial("__fake", stub=True, config=configs[0], trial_id="t9")

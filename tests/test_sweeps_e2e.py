@@ -132,3 +132,62 @@ def test_killed_sweep_resumes_without_duplicates(tmp_path, mlflow_server):
                               storage=f"sqlite:///{storage / 'optuna.db'}")
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(finished) == 3 and len(study.trials) == 3, [t.state for t in study.trials]
+
+
+def test_asha_stops_trials_on_the_objectives_own_probe(tmp_path):
+    """A smoke sweep with ASHA on the utility objective (CAS): every round reports the CAS
+    probe, ASHA stops exactly the trials its rule says it should (a trial whose probe at a
+    rung is below the median its predecessors recorded there), the paper point runs to the
+    end whatever its probe, and results.csv, MLflow and Optuna agree on every trial."""
+    import numpy as np
+    import optuna
+
+    storage = tmp_path / "sweep"
+    budget = 2000  # four rounds of a quarter each: rungs at 500 and 1,000 images
+    r = _sweep("--space", "vae", "--preset", "smoke", "--scheduler", "asha",
+               "--objective", "cas", "--num-samples", "5", "--max-concurrent", "1",
+               "--train-images", str(budget), "--seed", "2", "--storage", str(storage))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    rows = {row["trial_id"]: row for row in fk.results(storage)}
+    assert len(rows) == 5
+    reports = {t: fk.result_lines(next((storage / "tune").glob(f"trial_{t}"))
+                                  / "result.json") for t in rows}
+    probe = "probe_cas_200"
+    assert all(all(probe in rep for rep in reps) for reps in reports.values())
+
+    # ASHA's rule, replayed over the trials in the order they ran (one at a time)
+    rungs, should_stop = {500: [], 1000: []}, set()
+    paper = [t for t, row in rows.items() if row.get("paper_config") == "True"]
+    assert len(paper) == 1
+    for t in sorted(rows):
+        for milestone in (500, 1000):
+            reached = [rep for rep in reports[t] if rep["images_seen"] >= milestone]
+            if not reached:
+                continue
+            value = reached[0][probe]
+            earlier = rungs[milestone]
+            if earlier and value < np.percentile(earlier, 50) and t not in paper:
+                should_stop.add(t)
+            earlier.append(value)
+            if t in should_stop:
+                break
+    stopped = {t for t, row in rows.items() if row["status"] == "stopped"}
+    assert stopped == should_stop, (stopped, should_stop, reports)
+    assert rows[paper[0]]["status"] == "finished"
+    for t, row in rows.items():
+        last = reports[t][-1]["images_seen"]
+        assert (last < budget) == (t in stopped), (t, last)
+        assert (row["status"] == "finished") == (t not in stopped)
+
+    client, parents, children = fk.mlflow_runs(f"sqlite:///{storage / 'mlflow.db'}")
+    by_trial = {c.data.tags["gensweep.trial_id"]: c for c in children}
+    assert set(by_trial) == set(rows)
+    for t, run in by_trial.items():
+        assert run.data.tags["gensweep.status"] == rows[t]["status"]
+        assert run.info.status == ("KILLED" if t in stopped else "FINISHED")
+        history = client.get_metric_history(run.info.run_id, probe)
+        assert len(history) == len(reports[t]) - (t not in stopped)  # + the final report
+    plan = fk.plan(storage)
+    study = optuna.load_study(study_name=plan.study_name, storage=plan.optuna_url)
+    states = sorted(str(s.state).split(".")[-1] for s in study.trials)
+    assert states == sorted(["PRUNED"] * len(stopped) + ["COMPLETE"] * (5 - len(stopped)))

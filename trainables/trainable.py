@@ -87,11 +87,13 @@ def round_steps(cfg: TrainConfig, n_train: int) -> list[int]:
 
 @dataclass(frozen=True)
 class Probe:
-    """A cheap look at sample quality after every round: ``score`` of ``n`` samples
-    (a sweep uses its ViT actor, so a scheduler can stop trials whose samples are poor)."""
+    """A cheap look at sample quality after every round: ``score(samples, labelled)`` of
+    ``n`` samples, and with ``labelled`` also n labelled ones (for a utility probe), so a
+    sweep's scheduler can stop trials whose samples are poor on what it optimises."""
 
     n: int
-    score: Callable[[np.ndarray], dict]
+    score: Callable[..., dict]
+    labelled: bool = False
 
 
 def run_training(cfg: TrainConfig, reporter, scorer: Callable | None = None,
@@ -161,8 +163,10 @@ def run_training(cfg: TrainConfig, reporter, scorer: Callable | None = None,
                    "wall_time_s": wall, **where}
         if probe is not None:
             # its own seeded generator: the probe never shifts the training RNG
-            metrics.update(probe.score(draw_samples(model, cfg.sampler, probe.n, cfg.seed + 3,
-                                                    data.train.images)))
+            probe_set = draw_samples(model, cfg.sampler, probe.n, cfg.seed + 3, data.train.images)
+            labelled = (draw_labelled(model, cfg, data, probe.n, cfg.seed + 5)
+                        if probe.labelled else None)
+            metrics.update(probe.score(probe_set, labelled))
         history.append({k: v for k, v in metrics.items() if k != "status"})
         with reporter.checkpoint_dir() as folder:
             ckpt.save_checkpoint(folder, model, optimizers, generator,
@@ -175,19 +179,22 @@ def run_training(cfg: TrainConfig, reporter, scorer: Callable | None = None,
     return _finish(cfg, model, optimizers, generator, reporter, history, wall, scorer, data)
 
 
+def draw_labelled(model, cfg: TrainConfig, data, n: int, seed: int):
+    """``n`` generated labelled samples, balanced over the classes: a conditional model is
+    asked for each class; any other draws from each class's mixture over its encoder codes."""
+    classes = balanced_labels(n, seed)
+    if cfg.conditional:
+        return sample_conditional(model, classes, seed=seed)
+    return sample_class_gmm(model, data.train.images, data.train.labels, classes, seed=seed)
+
+
 def _finish(cfg, model, optimizers, generator, reporter, history, wall, scorer,
             data) -> TrainResult:
     n = max(cfg.n_samples) if cfg.n_samples else 0
     t0 = time.perf_counter()
     samples = draw_samples(model, cfg.sampler, n, cfg.seed + 2, data.train.images)
-    labelled = None
-    if cfg.labelled_samples:
-        # a conditional model is asked for each class; any other draws from each class's
-        # mixture over its encoder codes
-        classes = balanced_labels(cfg.labelled_samples, cfg.seed + 4)
-        labelled = (sample_conditional(model, classes, seed=cfg.seed + 4) if cfg.conditional
-                    else sample_class_gmm(model, data.train.images, data.train.labels, classes,
-                                          seed=cfg.seed + 4))
+    labelled = (draw_labelled(model, cfg, data, cfg.labelled_samples, cfg.seed + 4)
+                if cfg.labelled_samples else None)
     final = dict(history[-1]) if history else {}
     final.update(status="finished", sample_time_s=time.perf_counter() - t0, n_samples=n)
     files = {}
