@@ -19,6 +19,7 @@ from typing import Callable
 
 from scorers.keys import OBJECTIVES, PROBE_PREFIX, objective_keys
 from scorers.spec import KINDS, TrainSpec
+from sweeps.confirm import fresh_seeds
 from sweeps.presets import PRESETS, Preset, default_preset
 from sweeps.request import SweepRequest
 from sweeps.spaces import MODEL_OF_SPACE, paper_point
@@ -84,6 +85,8 @@ class SweepPlan:
     scheduler: str
     probe_n: int
     num_samples: int
+    confirm_top: int  # configurations trained again on fresh seeds (sweeps.confirm)
+    confirm_seeds: tuple  # the fresh seeds
     trial_cpus: float
     trial_gpus: float
     actor_cpus: float
@@ -119,6 +122,7 @@ class SweepPlan:
         d["preset"] = Preset(**preset)
         d["scorer_specs"] = {k: TrainSpec.from_dict(s) for k, s in d["scorer_specs"].items()}
         d["ns"], d["objective"] = tuple(d["ns"]), tuple(d["objective"])
+        d["confirm_seeds"] = tuple(d["confirm_seeds"])
         try:
             return cls(**d)
         except TypeError as exc:  # a field added or removed since the file was written
@@ -183,12 +187,14 @@ def _resources(request: SweepRequest, preset: Preset, cluster: Cluster) -> dict:
 
 
 def estimate(preset: Preset, model: str, dataset: str, trials: int, concurrency: int,
-             gpu: bool, scheduler: str, scorers_to_build: int) -> tuple[float, float]:
+             gpu: bool, scheduler: str, scorers_to_build: int,
+             confirmations: int = 0) -> tuple[float, float]:
     """(expected, at most) minutes: start-up, scorer fine-tunes still to do (and the
-    real-data ceiling of new scorers), and the trials in waves of ``concurrency``. With 8
-    trials ASHA's rungs are thin: in the quick sweeps of docs/results-cpu.md it kept 64-82%
-    of the other trials' training and scored half to five sevenths of them; the paper point
-    always runs to the end."""
+    real-data ceiling of new scorers), the trials in waves of ``concurrency``, and the
+    ``confirmations`` (whole trials, in waves of their own). With 8 trials ASHA's rungs are
+    thin: in the quick sweeps of docs/results-cpu.md it kept 64-82% of the other trials'
+    training and scored half to five sevenths of them; the paper point always runs to the
+    end."""
     rates = preset.images_per_s_gpu if gpu else preset.images_per_s_cpu
     train_min = preset.trial_images() / rates[model] / 60
     score_min = preset.score_seconds / 60
@@ -196,13 +202,14 @@ def estimate(preset: Preset, model: str, dataset: str, trials: int, concurrency:
     startup = STARTUP_MINUTES + (CEILING_MINUTES if scorers_to_build else 0.0)
     full = train_min + score_min
     waves = trials / max(concurrency, 1)
-    worst = startup + scorers + -(-trials // max(concurrency, 1)) * full
+    confirm = -(-confirmations // max(concurrency, 1)) * full
+    worst = startup + scorers + -(-trials // max(concurrency, 1)) * full + confirm
     if scheduler != "asha" or trials <= concurrency:
         return worst, worst
     others = trials - 1  # besides the paper point
     kept = max(1.0, others * 0.6)  # trials that run to the end and are scored
     expected = (full + train_min * others * 0.75 + score_min * kept) / max(concurrency, 1)
-    return startup + scorers + max(expected, full * min(waves, 1.0)), worst
+    return startup + scorers + max(expected, full * min(waves, 1.0)) + confirm, worst
 
 
 def resolve_plan(request: SweepRequest, cluster: Cluster,
@@ -227,8 +234,12 @@ def resolve_plan(request: SweepRequest, cluster: Cluster,
                         f"probe of every score it optimises, and {', '.join(unprobed)} has "
                         f"none; pass --scheduler none, or choose an objective of "
                         f"{', '.join(PROBE_PREFIX)}")
+    confirm_top = preset.confirm_top if request.confirm_top is None else request.confirm_top
+    seeds = preset.confirm_seeds if request.confirm_seeds is None else request.confirm_seeds
+    confirm_seeds = tuple(fresh_seeds(request.seed, seeds)) if confirm_top else ()
     expected, worst = estimate(preset, model, request.dataset, trials, res["concurrency"],
-                               res["trial_gpus"] > 0, scheduler, scorers_to_build)
+                               res["trial_gpus"] > 0, scheduler, scorers_to_build,
+                               min(confirm_top, trials) * len(confirm_seeds))
     constants = {"model": model, "dataset": request.dataset, "arch": preset.arch,
                  "subset": preset.subset, "test_subset": preset.test_subset,
                  "train_images": preset.train_images, "report_images": preset.report_images,
@@ -252,6 +263,7 @@ def resolve_plan(request: SweepRequest, cluster: Cluster,
         scorer_specs=specs,
         actor_names={kind: f"gensweep-{kind}-{sid}" for kind in KINDS},
         namespace=NAMESPACE, scheduler=scheduler, probe_n=preset.probe_samples,
-        num_samples=trials, cluster_gpus=float(cluster.gpus),
+        num_samples=trials, confirm_top=confirm_top, confirm_seeds=confirm_seeds,
+        cluster_gpus=float(cluster.gpus),
         trial_constants=constants, estimate_minutes=round(expected, 1),
         estimate_max_minutes=round(worst, 1), **res)

@@ -50,6 +50,10 @@ class Preset:
     # TS of this many prior samples after every round: the scheduler's signal, and a learning
     # curve of sample quality in MLflow (about a second per round on one CPU thread).
     probe_samples: int = 1000
+    # After the search, the top confirm_top configurations are trained again on
+    # confirm_seeds fresh seeds each (sweeps.confirm); 0 skips the phase.
+    confirm_top: int = 2
+    confirm_seeds: int = 2
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 1.0  # the default share when the cluster has GPUs
     # Scorer fine-tuning: TrainSpec settings per kind, and per "dataset/kind" where a dataset
@@ -104,6 +108,7 @@ class Preset:
 PAPER = Preset(
     "paper", arch="paper", subset=None, test_subset=None, num_samples=20, ns=(1000, 5000),
     epochs=(20, 100), images_per_s_cpu={"vae": 85.0, "vaegan": 30.0},
+    confirm_top=3, confirm_seeds=3,
     score_seconds=20.0, scorer_minutes_cpu={"default": 600.0},
     scorer_minutes_gpu={"default": 25.0})
 
@@ -163,6 +168,10 @@ QUICK = Preset(
 SMOKE = Preset(
     "smoke", arch="small", subset=500, test_subset=200, num_samples=2, ns=(200, 500),
     epochs=(1, 1), gpus_per_trial=0.5, probe_samples=200,
+    # No confirmation by default: every smoke sweep of the test suite would pay a trial
+    # more (the suite must stay well inside CI's 90 minutes); the end-to-end tests of the
+    # phase ask for it with --confirm-top / --confirm-seeds.
+    confirm_top=0, confirm_seeds=1,
     scorers={"inception": dict(epochs=1, subset=500, eval_subset=500),
              "vit": dict(epochs=1, subset=1000, eval_subset=500)},
     score_seconds=40.0, scorer_minutes_cpu={"default": 1.5}, scorer_minutes_gpu={"default": 0.5})

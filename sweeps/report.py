@@ -137,7 +137,8 @@ def write_results(sweep_dir: Path, rows: list[dict]) -> Path:
     return path
 
 
-TEXT_COLUMNS = ("trial_id", "status", "error", "checkpoint", "model", "dataset", "arch")
+TEXT_COLUMNS = ("trial_id", "status", "error", "checkpoint", "model", "dataset", "arch",
+                "phase", "confirms")
 _NUMBER = re.compile(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|-?inf|nan")
 
 
@@ -157,7 +158,8 @@ def read_results(sweep_dir: Path) -> list[dict]:
         return [{k: value(k, v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
-def write_best_config(sweep_dir: Path, best: dict, objective: list[str]) -> Path:
+def write_best_config(sweep_dir: Path, best: dict, objective: list[str],
+                      confirmation: dict | None = None) -> Path:
     config = best["_config"]
     args = [f"--model {config['model']}", f"--dataset {config['dataset']}",
             f"--arch {config['arch']}"]
@@ -173,6 +175,8 @@ def write_best_config(sweep_dir: Path, best: dict, objective: list[str]) -> Path
            "config": config,
            "scores": {k: v for k, v in best.items() if not k.startswith("_") and _finite(v)},
            "retrain": "python trainables/train.py " + " ".join(args) + " --out runs/best"}
+    if confirmation is not None:
+        doc["confirmation"] = confirmation
     path = Path(sweep_dir) / "best_config.json"
     path.write_text(json.dumps(doc, indent=1, default=str))
     return path

@@ -47,6 +47,8 @@ class SweepRequest:
     conditional: str = "off"  # sweeps.spaces.CONDITIONAL
     # trainables.config.SAMPLERS; None: the sweep's default (sweeps.plan.sweep_sampler)
     sampler: str | None = None
+    confirm_top: int | None = None  # None: the preset's (sweeps.confirm)
+    confirm_seeds: int | None = None
 
     def __post_init__(self):
         def fail(what: str):
@@ -76,6 +78,11 @@ class SweepRequest:
         if self.epochs_range is not None and not 1 <= self.epochs_range[0] <= self.epochs_range[1]:
             fail(f"epochs range {self.epochs_range[0]},{self.epochs_range[1]} is invalid: "
                  f"need 1 <= low <= high")
+        if self.confirm_top is not None and self.confirm_top < 0:
+            fail(f"confirm_top {self.confirm_top} is invalid: need >= 0 (0 skips the "
+                 f"confirmation)")
+        if self.confirm_seeds is not None and self.confirm_seeds < 1:
+            fail(f"confirm_seeds {self.confirm_seeds} is invalid: need at least 1 seed")
         if self.num_samples is not None and self.num_samples < 1:
             fail(f"num_samples {self.num_samples} is invalid: need at least 1 trial")
         if self.train_images is not None and self.train_images < 1:

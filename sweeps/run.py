@@ -82,6 +82,11 @@ def build_parser() -> ArgumentParser:
                    help="GPU share reserved for each scorer actor")
     p.add_argument("--max-concurrent", type=positive_int)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--confirm-top", type=number(int, 0), metavar="K",
+                   help="after the search, train the top K configurations again on fresh "
+                        "seeds (default: the preset's; 0 skips)")
+    p.add_argument("--confirm-seeds", type=positive_int, metavar="S",
+                   help="fresh seeds per confirmed configuration (default: the preset's)")
     p.add_argument("--scorers", help="folder with inception/ and vit/ scorer folders to use")
     p.add_argument("--data-dir", help="dataset folder (else GENSWEEP_DATA_DIR, the cache)")
     p.add_argument("--compile", action="store_true",
@@ -122,7 +127,8 @@ def request_from_args(args, parser):
             data_dir=args.data_dir or os.environ.get("GENSWEEP_DATA_DIR"),
             lr_range=args.lr_range, epochs_range=args.epochs_range,
             train_images=args.train_images, compile=args.compile,
-            conditional=args.conditional, sampler=args.sampler), None
+            conditional=args.conditional, sampler=args.sampler,
+            confirm_top=args.confirm_top, confirm_seeds=args.confirm_seeds), None
     except ValueError as exc:
         parser.error(str(exc))
 
@@ -139,9 +145,11 @@ def describe(plan) -> str:
     kind = {"on": " (class-conditional)", "search": " (conditional searched)"}.get(
         r.conditional, "")
     kind += f" (samples from {plan.trial_constants['sampler']})"
+    confirm = (f", then the top {plan.confirm_top} again on {len(plan.confirm_seeds)} fresh "
+               f"seed{'s' * (len(plan.confirm_seeds) > 1)} each" if plan.confirm_top else "")
     return (f"preset {preset.name}{chosen}: {plan.num_samples} trials of {r.space}{kind} on "
             f"{r.dataset} ({budget}, scheduler {plan.scheduler}), {plan.concurrency} at a "
-            f"time; estimated {span}")
+            f"time{confirm}; estimated {span}")
 
 
 def stop_on_signals():
@@ -204,6 +212,8 @@ def main(argv=None) -> int:
     print()
     print(report.format_table(summary["ranked"] or summary["rows"], plan.request.space,
                               plan.request.dataset, plan.ns, summary["ceiling"]))
+    if summary.get("confirmation"):
+        print("\n" + summary["confirmation"]["text"])
     if summary.get("best_config"):
         print(f"\nbest configuration: {summary['best_config']}")
     else:
@@ -218,13 +228,16 @@ def main(argv=None) -> int:
 
 def report_finished(plan, saved: dict) -> int:
     """``--resume`` of a finished sweep: its report again, nothing run."""
-    rows = report.read_results(plan.sweep_dir)
+    rows = [r for r in report.read_results(plan.sweep_dir) if r.get("phase") == "search"]
     metrics = list(plan.objective)
     ranked = report.rank_trials(rows, metrics)
     print(f"the sweep in {plan.sweep_dir} has finished (in {saved.get('minutes', '?')} min); "
           f"nothing to resume. Its results:\n")
     print(report.format_table(ranked or rows, plan.request.space, plan.request.dataset,
                               plan.ns, saved.get("ceiling")))
+    confirmation = Path(plan.sweep_dir) / "summary" / "confirmation.txt"
+    if confirmation.is_file():
+        print("\n" + confirmation.read_text().rstrip())
     print(report.how_to_look(Path(plan.sweep_dir), plan.mlflow_uri, plan.optuna_url,
                              saved.get("experiment_id")))
     return 0 if ranked else 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import threading
 import time
@@ -19,7 +20,7 @@ from scorers.actor import start_scorer_actor
 from scorers.keys import ceiling_key, score_key
 from scorers.scorer_cache import is_complete, read_metadata, scorer_dir_for
 from scorers.spec import KINDS
-from sweeps import report, sweep_record, tracking
+from sweeps import confirm, report, sweep_record, tracking
 from sweeps.ceiling import real_ceiling
 from sweeps.figures import summary_figures
 from sweeps.plan import NAMESPACE, Cluster, SweepPlan, resolve_plan
@@ -272,8 +273,6 @@ def fresh_tuning(plan: SweepPlan, tracker) -> None:
     tracker.delete_children()
     tune_dir = Path(plan.sweep_dir) / "tune"
     if tune_dir.is_dir():
-        import shutil
-
         shutil.rmtree(tune_dir)
 
 
@@ -318,7 +317,7 @@ def run_sweep(plan: SweepPlan, saved: dict) -> dict:
     from sweeps.mlflow_callback import MlflowSweepCallback
     from sweeps.tuner import build_tuner, can_resume, restore_tuner
 
-    if saved["phase"] in ("tuning", "finished") and can_resume(sweep_dir / "tune"):
+    if saved["phase"] in ("tuning", "confirming") and can_resume(sweep_dir / "tune"):
         tuner = restore_tuner(plan, ceiling)
     else:
         if saved["phase"] == "tuning":  # killed before Tune saved its first state
@@ -328,7 +327,41 @@ def run_sweep(plan: SweepPlan, saved: dict) -> dict:
         saved = sweep_record.advance(sweep_dir, saved, "tuning")
     grid = tuner.fit()
     sweep_record.log_phase(sweep_dir, "tuning-done")
-    return finish_sweep(plan, saved, grid, ceiling, tracker, started)
+    rows = report.collect_rows(grid, plan.trial_constants)
+    report.mark_paper_trial(rows, plan.paper_point)
+    ranked = report.rank_trials(rows, list(plan.objective))
+    confirm_rows = []
+    if plan.confirm_top and ranked:
+        saved, confirm_rows = confirm_phase(plan, saved, ranked, tracker, ceiling)
+    return finish_sweep(plan, saved, rows, ranked, confirm_rows, ceiling, tracker, started)
+
+
+def confirm_phase(plan: SweepPlan, saved: dict, ranked: list[dict], tracker,
+                  ceiling: dict) -> tuple[dict, list[dict]]:
+    """Train the top configurations again on fresh seeds (``sweeps.confirm``), as a second
+    Tune experiment; a resumed sweep continues it where Tune saved it, or starts it afresh
+    (without the child runs of its unsaved start). Returns the state and its trials' rows."""
+    from sweeps.mlflow_callback import MlflowSweepCallback
+    from sweeps.tuner import (CONFIRM_DIR, CONFIRM_GENERATOR_STATE, build_confirm_tuner, can_resume,
+                              restore_confirm_tuner, search_space)
+
+    sweep_dir = Path(plan.sweep_dir)
+    if saved["phase"] != "confirming":
+        points = confirm.confirmation_points(ranked, list(search_space(plan)),
+                                             plan.confirm_top, list(plan.confirm_seeds))
+        saved = sweep_record.advance(sweep_dir, saved, "confirming", confirm_points=points)
+    points, folder = saved["confirm_points"], sweep_dir / CONFIRM_DIR
+    if can_resume(folder, CONFIRM_GENERATOR_STATE):
+        tuner = restore_confirm_tuner(plan, points, ceiling)
+    else:
+        tracker.delete_children(confirmations_only=True)
+        if folder.is_dir():
+            shutil.rmtree(folder)
+        tuner = build_confirm_tuner(plan, points, [MlflowSweepCallback(
+            tracker, plan.trial_constants)], ceiling)
+    grid = tuner.fit()
+    sweep_record.log_phase(sweep_dir, "confirming-done")
+    return saved, report.collect_rows(grid, plan.trial_constants)
 
 
 def mlflow_incomplete(plan: SweepPlan) -> bool:
@@ -344,22 +377,45 @@ def deliver_kept_calls(plan: SweepPlan, saved: dict) -> int:
                                  saved["parent_run_id"]).close()
 
 
-def finish_sweep(plan: SweepPlan, saved: dict, grid, ceiling: dict, tracker,
-                 started: float) -> dict:
-    """Rank, write results.csv / best_config.json / the summary figures, log them on the
-    parent run, and record the sweep as finished."""
+def finish_sweep(plan: SweepPlan, saved: dict, rows: list[dict], ranked: list[dict],
+                 confirm_rows: list[dict], ceiling: dict, tracker, started: float) -> dict:
+    """Write results.csv (search and confirmation trials), the confirmed verdict,
+    best_config.json and the summary figures, log them on the parent run, and record the
+    sweep as finished."""
     sweep_dir = Path(plan.sweep_dir)
-    rows = report.collect_rows(grid, plan.trial_constants)
-    report.mark_paper_trial(rows, plan.paper_point)
     metrics = list(plan.objective)
-    ranked = report.rank_trials(rows, metrics)
-    files = [report.write_results(sweep_dir, rows)]
+    for row in rows:
+        row["phase"] = "search"
+    for row in confirm_rows:
+        row.update(phase="confirm", confirms=row["_config"].get(confirm.CONFIRMS),
+                   seed=row["_config"].get("seed"))
+    files = [report.write_results(sweep_dir, rows + confirm_rows)]
     summary = {"rows": rows, "ranked": ranked, "ceiling": ceiling, "metrics": metrics,
                "mlflow_uri": plan.mlflow_uri, "parent_run_id": tracker.parent_run_id,
                "experiment_id": tracker.experiment_id,
                "sweep_dir": sweep_dir, "minutes": (time.time() - started) / 60}
-    if ranked:
-        summary["best_config"] = report.write_best_config(sweep_dir, ranked[0], metrics)
+    best, confirmation = (ranked[0] if ranked else None), None
+    if confirm_rows:
+        entries = confirm.summarise(confirm_rows, rows, plan.ns)
+        decision = confirm.verdict(entries, metrics[0], plan.ns)
+        confirmation = {"decision": decision, "text": confirm.table(entries, decision,
+                                                                    metrics[0], plan.ns),
+                        "entries": entries}
+        files.append(confirm.write_confirmed(sweep_dir, entries, plan.ns))
+        text = sweep_dir / "summary" / "confirmation.txt"
+        text.parent.mkdir(exist_ok=True)
+        text.write_text(confirmation["text"] + "\n")
+        files.append(text)
+        chosen = decision["winner"] or (decision["ranking"] or [None])[0]
+        best = next((r for r in rows if r["trial_id"] == chosen), best)
+        mine = next((e for e in entries if e["confirms"] == chosen), None)
+        if mine:
+            tracker.log_metrics({**{f"confirmed_{k}_mean": v for k, v in mine["mean"].items()},
+                                 **{f"confirmed_{k}_sd": v for k, v in mine["sd"].items()}})
+        summary["confirmation"] = confirmation
+    if best is not None:
+        summary["best_config"] = report.write_best_config(
+            sweep_dir, best, metrics, confirm.best_config_block(confirmation, best))
         files.append(summary["best_config"])
         tracker.log_metrics({f"best_{m}": ranked[0][m] for m in metrics})
         tracker.tag_ranks(ranked)

@@ -16,7 +16,7 @@ from pathlib import Path
 SWEEP_FILE = "sweep.json"
 PHASE_LOG = "phases.jsonl"  # one line per milestone, appended: what tests kill the sweep at
 FORMAT = 2
-PHASES = ("planned", "scorers-ready", "tracking-ready", "tuning", "finished")
+PHASES = ("planned", "scorers-ready", "tracking-ready", "tuning", "confirming", "finished")
 
 
 def sweep_file(sweep_dir) -> Path:

@@ -30,6 +30,7 @@ SWEEP_TAG = "gensweep.sweep_id"
 TRIAL_TAG = "gensweep.trial_id"
 STATUS_TAG = "gensweep.status"
 RANK_TAG = "gensweep.rank"
+CONFIRMS_TAG = "gensweep.confirms"  # a confirmation trial's run: the search trial it repeats
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 JOURNAL = "mlflow_pending.jsonl"
 # gensweep.status of a child run -> MLflow's run status
@@ -119,15 +120,19 @@ class SweepTracker:
                               params=[Param(k, str(v)) for k, v in missing.items()],
                               tags=[RunTag(ROLE_TAG, "sweep")])
 
-    def delete_children(self) -> int:
-        """Delete the parent's child runs, and the kept calls about them (of trials a
-        restarted sweep will not continue), so a replay cannot bring them back."""
+    def delete_children(self, confirmations_only: bool = False) -> int:
+        """Delete the parent's child runs (with ``confirmations_only``, those of confirmation
+        trials), and the kept calls about them (of trials a restarted phase will not
+        continue), so a replay cannot bring them back."""
         children = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'")
+        if confirmations_only:
+            children = [r for r in children if CONFIRMS_TAG in r.data.tags]
         for run in children:
             self.client.delete_run(run.info.run_id)
-        kept = [e for e in self._journal() if e["op"] not in TRIAL_OPERATIONS]
+        kept = [e for e in self._journal() if e["op"] not in TRIAL_OPERATIONS
+                or (confirmations_only and "confirms" not in e["args"][2])]
         self._write_journal(kept)
         return len(children)
 
@@ -278,10 +283,11 @@ class SweepTracker:
                 self.client.log_batch(
                     run_id, params=[Param(k, str(v)) for k, v in missing.items()])
         else:
+            confirms = {CONFIRMS_TAG: str(params["confirms"])} if "confirms" in params else {}
             run_id = self.client.create_run(
-                self.experiment_id, run_name=trial_name,
+                self.experiment_id, run_name=f"confirm-{trial_name}" if confirms else trial_name,
                 tags={"mlflow.parentRunId": self.parent_run_id, TRIAL_TAG: trial_id,
-                      STATUS_TAG: "running"}).info.run_id
+                      STATUS_TAG: "running", **confirms}).info.run_id
             self.client.log_batch(
                 run_id, params=[Param(k, str(v)) for k, v in params.items()])
         self._runs[trial_id] = run_id

@@ -13,6 +13,7 @@ from scorers.actor import SCORE_TIMEOUT_S, ActorScorer, actor_scorers
 from scorers.keys import combined_probe_key, probe_key, score_key
 from scorers.scorecard import TrainingImages, scorecard
 from scorers.utility import classification_accuracy_score
+from sweeps.confirm import CONFIRMS
 from trainables.datasets import load_dataset
 from trainables.trainable import Probe, train
 
@@ -85,8 +86,9 @@ def load_test_set(dataset: str, data_dir) -> tuple:
 
 
 def trial_config(config: dict, trial_plan: TrialPlan) -> dict:
-    """The trial's TrainConfig fields: the shared constants, then its hyperparameters."""
-    return {**trial_plan.constants, **config}
+    """The trial's TrainConfig fields: the shared constants, then its hyperparameters (and,
+    for a confirmation trial, its fresh seed; the search trial it confirms is a label)."""
+    return {**trial_plan.constants, **{k: v for k, v in config.items() if k != CONFIRMS}}
 
 
 def sweep_trial(config: dict, trial_plan: TrialPlan) -> None:

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from scorers.keys import OBJECTIVES, cas_key, probe_key, scheduler_key, score_key
+from sweeps.confirm import CONFIRMS
 from sweeps.databases import ensure_optuna_store
 from sweeps.search import score_search_class
 from sweeps.spaces import SPACES, with_conditional
@@ -167,7 +168,56 @@ def _tune_environment() -> None:
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
 
 
-def can_resume(tune_dir) -> bool:
+def confirmation_space(plan, points: list[dict]) -> dict:
+    """The confirmation experiment's parameter space: the search space, the fresh seeds and
+    the search trials confirmed (every trial is one of ``points``, set in full)."""
+    from ray import tune
+
+    return {**search_space(plan), "seed": tune.choice(list(plan.confirm_seeds)),
+            CONFIRMS: tune.choice(sorted({p[CONFIRMS] for p in points}))}
+
+
+def build_confirm_tuner(plan, points: list[dict], callbacks: list | None = None,
+                        ceiling: dict | None = None):
+    """The confirmation phase's ``tune.Tuner`` (``sweeps.confirm``): exactly ``points``,
+    each trained to the end (no scheduler), ``concurrency`` at a time, in ``confirm/``."""
+    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    _tune_environment()
+    tune_config = tune.TuneConfig(
+        search_alg=BasicVariantGenerator(points_to_evaluate=[dict(p) for p in points],
+                                         max_concurrent=plan.concurrency),
+        num_samples=len(points), reuse_actors=not plan.request.compile,
+        trial_name_creator=trial_name, trial_dirname_creator=trial_name)
+    run_config = tune.RunConfig(
+        name=CONFIRM_DIR, storage_path=plan.sweep_dir, callbacks=callbacks or [],
+        failure_config=tune.FailureConfig(max_failures=plan.request.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=1,
+        progress_reporter=progress_table(plan))
+    return tune.Tuner(trainable(plan, ceiling), param_space=confirmation_space(plan, points),
+                      tune_config=tune_config, run_config=run_config)
+
+
+def restore_confirm_tuner(plan, points: list[dict], ceiling: dict | None = None):
+    """Continue an interrupted confirmation phase from ``confirm/``."""
+    from ray import tune
+
+    _tune_environment()
+    path = Path(plan.sweep_dir) / CONFIRM_DIR
+    if not can_resume(path, CONFIRM_GENERATOR_STATE):
+        raise FileNotFoundError(f"{path} holds no Tune experiment to resume")
+    return tune.Tuner.restore(str(path), trainable=trainable(plan, ceiling),
+                              param_space=confirmation_space(plan, points),
+                              resume_unfinished=True, resume_errored=True)
+
+
+CONFIRM_DIR = "confirm"
+SEARCH_GENERATOR_STATE = "search_gen_state-*.json"
+CONFIRM_GENERATOR_STATE = "basic-variant-state-*.json"
+
+
+def can_resume(tune_dir, generator_state: str = SEARCH_GENERATOR_STATE) -> bool:
     """Whether Tune saved an experiment state in ``tune_dir`` that it can resume.
 
     ``Tuner.can_restore`` only looks for the pickled Tuner, written when ``fit()`` starts,
@@ -184,7 +234,7 @@ def can_resume(tune_dir) -> bool:
 
     path = Path(tune_dir)
     return (tune.Tuner.can_restore(str(path)) and any(path.glob("experiment_state-*.json"))
-            and any(path.glob("search_gen_state-*.json")))
+            and any(path.glob(generator_state)))
 
 
 def restore_tuner(plan, ceiling: dict | None = None):

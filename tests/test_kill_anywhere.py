@@ -35,6 +35,8 @@ def reached(storage: Path, moment: str, pid: int) -> bool:
               if storage.is_dir() else [])
     if moment == "trial-started":
         return any(t.is_dir() for t in trial_dirs(storage))
+    if moment == "confirm-trial-started":
+        return any(t.is_dir() for t in (storage / "confirm").glob("trial_*"))
     # Trial events: the moments come in order, so an earlier run's trials never satisfy
     # a later moment (none had finished when it was killed mid-scoring).
     last = [fk.result_lines(t / "result.json")[-1:] for t in trial_dirs(storage)]
@@ -72,16 +74,22 @@ def run_until(args, env, log, moment=None, after_s=None, timeout=900):
         fk.kill_group(proc)
 
 
-def check_end_state(storage: Path, cache: Path):
+def check_end_state(storage: Path, cache: Path, confirmations: int = 0):
     import optuna
 
-    rows = fk.results(storage)
+    everything = fk.results(storage)
+    rows = [r for r in everything if r["phase"] == "search"]
+    confirming = [r for r in everything if r["phase"] == "confirm"]
     assert len(rows) == TRIALS and all(r["status"] == "finished" for r in rows), rows
+    assert len(confirming) == confirmations, confirming
+    assert all(r["status"] == "finished" for r in confirming), confirming
+    assert len({(r["confirms"], r["seed"]) for r in confirming}) == confirmations  # each once
     assert all(fk.finite(r["ts_500_mean"]) and fk.finite(r["is_500_mean"]) for r in rows)
     client, parents, children = fk.mlflow_runs(f"sqlite:///{storage / 'mlflow.db'}")
     assert len(parents) == 1, [p.info.run_id for p in parents]
     ids = [c.data.tags["gensweep.trial_id"] for c in children]
-    assert sorted(ids) == sorted(r["trial_id"] for r in rows), ids
+    assert sorted(ids) == sorted(r["trial_id"] for r in everything), ids
+    assert sum("gensweep.confirms" in c.data.tags for c in children) == confirmations
     for c in children:
         assert c.info.status == "FINISHED" and "ts_500_mean" in c.data.metrics
         assert {"lr", "latent_dim", "batch_size", "model", "dataset"} <= set(c.data.params)
@@ -97,14 +105,16 @@ def check_end_state(storage: Path, cache: Path):
 
 
 MOMENTS = ["planned", "scorer-start", "scorers-ready", "actors-started", "ceiling-done",
-           "parent-created", "trial-started", "mid-scoring", "trial-finished"]
+           "parent-created", "trial-started", "mid-scoring", "trial-finished", "confirming",
+           "confirm-trial-started"]
 
 
 def test_killed_at_every_phase_the_sweep_resumes_to_one_clean_result(tmp_path):
     storage, cache = tmp_path / "sweep", tmp_path / "cache"  # an empty cache: fine-tunes too
     env = {**os.environ, "GENSWEEP_CACHE_DIR": str(cache)}
+    # the top configuration confirmed on one fresh seed: the confirmation phase is killed too
     args = [*fk.SMOKE, "--num-samples", str(TRIALS), "--max-concurrent", "1",
-            "--storage", str(storage)]
+            "--confirm-top", "1", "--confirm-seeds", "1", "--storage", str(storage)]
     resume = ["--resume", "--storage", str(storage)]
     survived, log = [], open(tmp_path / "driver.log", "w")
     for i, moment in enumerate(MOMENTS):
@@ -122,10 +132,11 @@ def test_killed_at_every_phase_the_sweep_resumes_to_one_clean_result(tmp_path):
     log.close()
     assert not killed
     fk.note("kill_anywhere", kills=survived, final_resume_s=round(time.time() - t0, 1))
-    check_end_state(storage, cache)
+    check_end_state(storage, cache, confirmations=1)
     # a resume of the finished sweep reports it and runs nothing
     r = fk.sweep(*resume, timeout=120)
     assert r.returncode == 0 and "has finished" in r.stdout, r
+    assert "confirmed on fresh seeds" in r.stdout, r
     assert "Started a local Ray" not in r.stdout + r.stderr, r
 
 

@@ -224,6 +224,24 @@ def test_estimate_counts_scorers_asha_and_waves(tmp_path):
     assert cached[0] < cached[1]  # ASHA stops some trials: expected below the worst case
     none = estimate(quick, "vae", "mnist", 8, 2, False, "none", 0)
     assert none[0] == none[1] == pytest.approx(cached[1])
+    # four confirmation trials, two at a time: two more waves of whole trials
+    confirmed = estimate(quick, "vae", "mnist", 8, 2, False, "asha", 0, confirmations=4)
+    wave = none[1] - estimate(quick, "vae", "mnist", 6, 2, False, "none", 0)[1]
+    assert confirmed[0] == pytest.approx(cached[0] + 2 * wave)
+    assert confirmed[1] == pytest.approx(cached[1] + 2 * wave)
+
+
+def test_the_plan_resolves_the_confirmation_from_the_preset_and_the_request(tmp_path):
+    quick = plan_for(tmp_path, space="vae")
+    assert quick.confirm_top == 2 and quick.confirm_seeds == (1000, 1001)
+    assert "then the top 2 again on 2 fresh seeds each" in __import__(
+        "sweeps.run", fromlist=["describe"]).describe(quick)
+    mine = plan_for(tmp_path, space="vae", preset="smoke", confirm_top=1, confirm_seeds=3,
+                    seed=7)
+    assert mine.confirm_top == 1 and mine.confirm_seeds == (1007, 1008, 1009)
+    assert plan_for(tmp_path, space="vae", preset="smoke").confirm_top == 0
+    with pytest.raises(ValueError, match="confirm_seeds 0 is invalid"):
+        plan_for(tmp_path, space="vae", confirm_seeds=0)
 
 
 @pytest.mark.parametrize("kwargs,needle", [

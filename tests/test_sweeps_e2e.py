@@ -135,31 +135,39 @@ def test_killed_sweep_resumes_without_duplicates(tmp_path, mlflow_server):
 
 
 def test_asha_stops_trials_on_the_objectives_own_probe(tmp_path):
-    """A smoke sweep with ASHA on the utility objective (CAS): every round reports the CAS
-    probe, ASHA stops exactly the trials its rule says it should (a trial whose probe at a
-    rung is below the median its predecessors recorded there), the paper point runs to the
-    end whatever its probe, and results.csv, MLflow and Optuna agree on every trial."""
+    """A smoke sweep with ASHA on TS and utility (CAS): every round reports both probes and
+    their mean ratio to the real-data ceiling, ASHA stops exactly the trials its rule says it
+    should (a trial whose probe at a rung is below the median its predecessors recorded
+    there), the paper point runs to the end whatever its probe, and results.csv, MLflow and
+    Optuna agree on every trial."""
     import numpy as np
     import optuna
 
     storage = tmp_path / "sweep"
     budget = 2000  # four rounds of a quarter each: rungs at 500 and 1,000 images
     r = _sweep("--space", "vae", "--preset", "smoke", "--scheduler", "asha",
-               "--objective", "cas", "--num-samples", "5", "--max-concurrent", "1",
+               "--objective", "ts+cas", "--num-samples", "5", "--max-concurrent", "1",
                "--train-images", str(budget), "--seed", "2", "--storage", str(storage))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     rows = {row["trial_id"]: row for row in fk.results(storage)}
     assert len(rows) == 5
     reports = {t: fk.result_lines(next((storage / "tune").glob(f"trial_{t}"))
                                   / "result.json") for t in rows}
-    probe = "probe_cas_200"
-    assert all(all(probe in rep for rep in reps) for reps in reports.values())
+    probe = "probe_objective_200"
+    from sweeps.sweep_record import read_state
+
+    ceiling = read_state(storage)["ceiling"]
+    for reps in reports.values():
+        for rep in reps:
+            ratios = (rep["probe_ts_200"] / ceiling["ts_500_mean"],
+                      rep["probe_cas_200"] / ceiling["cas_500"])
+            assert rep[probe] == pytest.approx(sum(ratios) / 2)
 
     # ASHA's rule, replayed over the trials in the order they ran (one at a time)
     rungs, should_stop = {500: [], 1000: []}, set()
     paper = [t for t, row in rows.items() if row.get("paper_config") == "True"]
     assert len(paper) == 1
-    for t in sorted(rows):
+    for t in sorted(rows, key=lambda t: reports[t][0]["timestamp"]):  # the order they ran
         for milestone in (500, 1000):
             reached = [rep for rep in reports[t] if rep["images_seen"] >= milestone]
             if not reached:
