@@ -28,7 +28,7 @@ def columns(n: int) -> list[tuple[str, str]]:
             (score_key("vit", n, "precision"), "prec. (ViT)"),
             (score_key("vit", n, "recall"), "recall (ViT)"), (cas_key(n), "CAS"),
             (cas_key(n, ratio=True), "CAS / real"),
-            (memo_key("pixels", n, "memorised"), "memorised")]
+            (memo_key("pixels", n, "near_copies"), "near_copies")]
 
 
 IMAGES = ("samples_grid.png", "labelled_grid.png", "memorisation_pairs.png")

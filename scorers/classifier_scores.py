@@ -72,12 +72,12 @@ def score_predictions(kind: str, probs: np.ndarray, feats: np.ndarray, reference
 
 def memorisation_scores(scorer, feats: np.ndarray, n: int, train: dict,
                         held_out: bool = True) -> dict[str, float]:
-    """``memorised``, ``authenticity`` and (with ``held_out``) the data-copying C_T of the
+    """``near_copies``, ``authenticity`` and (with ``held_out``) the data-copying C_T of the
     first n samples' features against the training images ``train`` describes ({"subset":
     ..., "seed": ...}); the held-out side is the first n images of the real ceiling half."""
     training = scorer.training_set(train.get("subset"), train.get("seed", 0))
     res = memorisation(training, feats[:n])
-    out = {memo_key(scorer.kind, n, stat): res[stat] for stat in ("memorised", "authenticity")}
+    out = {memo_key(scorer.kind, n, stat): res[stat] for stat in ("near_copies", "authenticity")}
     if held_out:
         out[memo_key(scorer.kind, n, "copying")] = copying_statistic(
             training, feats[:n], res["nearest_sq"], scorer.real("ceiling", n)[1], ("ceiling", n))

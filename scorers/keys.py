@@ -21,8 +21,9 @@ Train-on-synthetic accuracy (``scorers.utility``) of n labelled samples: ``cas_L
 ``cas_L_ratio`` to the real-data ceiling; prior samples carry no label, so they get none.
 
 Memorisation (``scorers.memorisation``), at the largest n, against the generator's training
-images, in pixel space and in the ViT's features: ``memorised_S_L``, ``authenticity_S_L``
-(S = ``pixels`` or ``vit``).
+images, in pixel space and in the ViT's features: ``near_copies_S_L`` (the share of exact or
+near copies), ``authenticity_S_L`` and ``copying_S_L`` (the data-copying C_T of
+``scorers.copying``; S = ``pixels`` or ``vit``).
 
 The real-data ceiling of a key is ``ceiling_<key>`` on the sweep's parent run; a sweep's
 scheduler judges trials by ``probe_ts_L``, the TS of L prior samples after every round.
@@ -78,12 +79,12 @@ def cas_key(n: int, ratio: bool = False) -> str:
     return f"cas_{n_label(n)}" + ("_ratio" if ratio else "")
 
 
-MEMO_STATS = ("memorised", "authenticity", "copying")
+MEMO_STATS = ("near_copies", "authenticity", "copying")
 MEMO_SPACES = ("pixels", "vit")  # where samples are compared with the training images
 
 
 def memo_key(space: str, n: int, stat: str) -> str:
-    """``memorised_pixels_5k``, ``authenticity_vit_5k``, ``copying_pixels_5k`` (the C_T
+    """``near_copies_pixels_5k``, ``authenticity_vit_5k``, ``copying_pixels_5k`` (the C_T
     statistic), ... (``scorers.memorisation``, ``scorers.copying``)."""
     if space not in MEMO_SPACES or stat not in MEMO_STATS:
         raise ValueError(f"memorisation {stat!r} in {space!r} unknown; expected one of "

@@ -4,10 +4,12 @@ The paper's motive for synthetic data is sharing it; a generator that returns co
 its training images fails that, whatever its IS. For each sample we find its nearest
 training image (Euclidean, in pixel space or a scorer's feature space) and report:
 
-* ``memorised``: the share of samples closer to their nearest training image than
-  ``QUANTILE`` (1%) of training images are to their own nearest other training image. A
-  copy is at distance 0 and always counts; a fresh draw from the data distribution counts
-  about 1% of the time by construction.
+* ``near_copies``: the share of samples that are exact or near copies: closer to their
+  nearest training image than ``QUANTILE`` (1%) of training images are to their own
+  nearest other training image. A copy is at distance 0 and always counts; a fresh draw
+  from the data distribution counts about 1% of the time by construction. It finds copies
+  and nothing subtler: a generator that reproduces its training set loosely passes it (the
+  data-copying test of ``scorers.copying`` is the one for that).
 * ``authenticity`` (Alaa et al. 2022, "How Faithful is your Synthetic Data?"): the share
   of samples farther from their nearest training image r than r is from its own nearest
   other training image: a sample inside r's nearest-neighbour ball is "not authentic".
@@ -80,7 +82,7 @@ def training_set(images, quantile: float = QUANTILE) -> TrainingSet:
 
 
 def memorisation(train: TrainingSet, samples) -> dict:
-    """``memorised`` and ``authenticity`` shares of ``samples`` (M, D), and for each sample
+    """``near_copies`` and ``authenticity`` shares of ``samples`` (M, D), and for each sample
     its nearest training row (``nearest_index``) and squared distance (``nearest_sq``)."""
     y = np.ascontiguousarray(as_matrix(samples, "samples"), dtype=np.float32)
     if y.shape[1] != train.x.shape[1]:
@@ -88,7 +90,7 @@ def memorisation(train: TrainingSet, samples) -> dict:
                          f"{train.x.shape[1]}; expected the same space")
     idx, d = nearest(y, train.x, train.sq)
     d = np.maximum(d, 0.0)
-    return {"memorised": float((d < train.threshold_sq).mean()),
+    return {"near_copies": float((d < train.threshold_sq).mean()),
             "authenticity": float((d > train.own_nearest(idx)).mean()),
             "nearest_index": idx, "nearest_sq": d}
 

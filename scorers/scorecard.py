@@ -121,7 +121,7 @@ def pixel_checks(x: np.ndarray, dataset: str, training: TrainingImages,
     n = len(x)
     train_images, train = pixel_training_set(dataset, training)
     res = memorisation.memorisation(train, flat_pixels(x))
-    out = {memo_key("pixels", n, stat): res[stat] for stat in ("memorised", "authenticity")}
+    out = {memo_key("pixels", n, stat): res[stat] for stat in ("near_copies", "authenticity")}
     if held_out is not None:
         out[memo_key("pixels", n, "copying")] = copying_statistic(
             train, flat_pixels(x), res["nearest_sq"], flat_pixels(held_out), ("ceiling", n))

@@ -45,7 +45,7 @@ def headline(ns) -> dict:
             score_key("vit", n, "density"): ("density (ViT)", True),
             score_key("vit", n, "knn_coverage"): ("coverage (ViT)", True),
             cas_key(n): ("CAS", True),
-            memo_key("pixels", n, "memorised"): ("near copies (pixels)", False),
+            memo_key("pixels", n, "near_copies"): ("near copies (pixels)", False),
             memo_key("pixels", n, "copying"): ("copying C_T (pixels)", True)}
 
 

@@ -188,7 +188,7 @@ def score_set(images, labels, dataset: str, scorer_dirs: dict, cfg, score_n: int
 def copying_words(scores: dict, n: int) -> dict:
     """The data-copying test's reading in each space it ran in (``scorers.copying``)."""
     return {space: verdict(scores[memo_key(space, n, "copying")],
-                           scores[memo_key(space, n, "memorised")])
+                           scores[memo_key(space, n, "near_copies")])
             for space in MEMO_SPACES if memo_key(space, n, "copying") in scores}
 
 
@@ -274,7 +274,7 @@ def main(argv=None) -> int:
         fail(PROG, f"--out {out}: {exc.strerror or exc}", 1)
     scores = sheet.get("scores", {})
     shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items()
-                      if k.startswith(("is_", "ts_", "cas_", "memorised_")) and "std" not in k)
+                      if k.startswith(("is_", "ts_", "cas_", "near_copies_")) and "std" not in k)
     print(f"wrote {out} ({len(images)} images, {mode}), {out.with_suffix('.png')}, "
           f"{out.with_suffix('.json')}" + (f"; {shown}" if shown else ""))
     if sources is not None:

@@ -22,11 +22,11 @@ def test_a_generator_that_returns_training_images_is_flagged(mnist):
     train = memo.training_set(flat(train_images))
     copies = train_images[np.random.default_rng(1).choice(len(train_images), 500)]
     res = memo.memorisation(train, flat(copies))
-    assert res["memorised"] == 1.0 and res["authenticity"] == 0.0
+    assert res["near_copies"] == 1.0 and res["authenticity"] == 0.0
     assert (res["nearest_sq"] < 1e-3).all()  # 0 up to float32 round-off (a copy)
     # a copy with a little noise on top is still a copy
     noisy = np.clip(flat(copies) + np.random.default_rng(2).normal(0, 0.02, (500, 784)), 0, 1)
-    assert memo.memorisation(train, noisy)["memorised"] > 0.95
+    assert memo.memorisation(train, noisy)["near_copies"] > 0.95
 
 
 def test_fresh_digits_count_as_the_quantile_says(mnist):
@@ -34,7 +34,7 @@ def test_fresh_digits_count_as_the_quantile_says(mnist):
     train = memo.training_set(flat(train_images))
     res = memo.memorisation(train, flat(test_images[:2000]))
     # by construction about QUANTILE of fresh draws fall inside the threshold
-    assert res["memorised"] < 5 * memo.QUANTILE
+    assert res["near_copies"] < 5 * memo.QUANTILE
     assert 0.3 < res["authenticity"] < 0.7  # Alaa et al.: 0.5 for the data distribution
 
 
@@ -42,7 +42,7 @@ def test_noise_is_authentic_and_not_memorised(mnist):
     train = memo.training_set(flat(mnist[0]))
     noise = np.random.default_rng(3).random((300, 784)).astype(np.float32)
     res = memo.memorisation(train, noise)
-    assert res["memorised"] == 0.0 and res["authenticity"] == 1.0
+    assert res["near_copies"] == 0.0 and res["authenticity"] == 1.0
 
 
 def test_a_trained_vaes_samples_are_not_memorised(tmp_path, mnist):
@@ -54,7 +54,7 @@ def test_a_trained_vaes_samples_are_not_memorised(tmp_path, mnist):
     samples = run_training(cfg, LocalReporter(tmp_path)).samples
     train = memo.training_set(flat(mnist[0]))
     res = memo.memorisation(train, flat(samples))
-    assert res["memorised"] < 0.05 and res["authenticity"] > 0.5
+    assert res["near_copies"] < 0.05 and res["authenticity"] > 0.5
 
 
 def test_closest_pairs_and_their_picture(mnist):

@@ -318,7 +318,7 @@ def test_score_cli_real_test_json_matches_the_library(vit, vit_dir):
     scores = result["scores"]
     assert {k: scores[k] for k in library} == pytest.approx(library, rel=1e-9, abs=1e-12)
     # the rest of the real half's scorecard: pixel memorisation and the real CAS
-    assert set(scores) - set(library) == {"memorised_pixels_1k", "authenticity_pixels_1k",
+    assert set(scores) - set(library) == {"near_copies_pixels_1k", "authenticity_pixels_1k",
                                           "cas_1k"}
 
 
@@ -334,7 +334,7 @@ def test_the_scorecard_of_a_labelled_set_and_of_the_real_half(vit):
     scorers = {"vit": LoadedScorer(vit, "mnist")}
     card = scorecard(x, dataset="mnist", ns=(300,), scorers=scorers, labelled=(x, y))
     assert set(expected_keys("vit", (300,))) <= set(card)
-    assert card["memorised_pixels_300"] == 1.0 and card["memorised_vit_300"] > 0.9
+    assert card["near_copies_pixels_300"] == 1.0 and card["near_copies_vit_300"] > 0.9
     assert card["copying_pixels_300"] < -3 and card["copying_vit_300"] < -3  # copies
     assert {cas_key(300), cas_key(300, ratio=True), f"ceiling_{cas_key(300)}"} <= set(card)
     # a ceiling the caller holds is used as given, not measured again
@@ -346,10 +346,10 @@ def test_the_scorecard_of_a_labelled_set_and_of_the_real_half(vit):
     # memorisation against a trial's own training images: a subset that may miss these
     subset = scorecard(x, dataset="mnist", ns=(300,), scorers=scorers,
                        training=TrainingImages(subset=500, seed=3))
-    assert subset["memorised_pixels_300"] < 1.0 and cas_key(300) not in subset
+    assert subset["near_copies_pixels_300"] < 1.0 and cas_key(300) not in subset
     real = scorecard(None, dataset="mnist", ns=(300,), scorers=scorers)
     assert set(expected_keys("vit", (300,))) <= set(real)
-    assert real[cas_key(300)] > 0.5 and real["memorised_pixels_300"] < 0.05
+    assert real[cas_key(300)] > 0.5 and real["near_copies_pixels_300"] < 0.05
     assert "copying_pixels_300" not in real  # the held-out images are these
 
 
@@ -375,8 +375,8 @@ def test_score_cli_gives_cas_and_memorisation_for_a_labelled_file(vit_dir, tmp_p
                   "--scorer-dir", f"vit={vit_dir}", "--n", "500", "--cas", "--json")
     assert out.returncode == 0, out.stderr
     scores = json.loads(out.stdout)["scores"]
-    assert scores["memorised_pixels_500"] == 1.0 and scores["authenticity_pixels_500"] == 0.0
-    assert scores["memorised_vit_500"] > 0.95
+    assert scores["near_copies_pixels_500"] == 1.0 and scores["authenticity_pixels_500"] == 0.0
+    assert scores["near_copies_vit_500"] > 0.95
     assert scores["cas_500"] > 0.7 and 0.9 < scores["cas_500_ratio"] < 1.1, scores
 
 
