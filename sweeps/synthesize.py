@@ -70,7 +70,8 @@ def parser() -> ArgumentParser:
     p.add_argument("--trial", default="best", help="best (the sweep's winner) or a trial id")
     p.add_argument("--n", type=positive_int, default=10_000, help="images to write")
     p.add_argument("--mode", choices=MODES,
-                   help="default: conditional for a conditional model, else reference")
+                   help="default: conditional for a conditional model, else class-gmm; "
+                        "reconstruction: reconstructions of named training images (flagged)")
     p.add_argument("--classes", choices=("balanced",),
                    help="balanced: N / 10 per class, class by class (what the labelled modes "
                         "draw)")
