@@ -129,6 +129,7 @@ class Scorer:
         """The generator's training images (the dataset's training split, or the stratified
         ``subset`` a trial trained on) in this scorer's features, as a
         ``scorers.memorisation.TrainingSet``; computed once per (subset, seed)."""
+        seed = seed if subset is not None else 0  # every seed's full split is the same
         key = (subset, seed)
         if key not in self._training_sets:
             images = load_dataset(self.dataset, data_dir=self.data_dir, subset=subset,

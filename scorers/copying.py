@@ -20,6 +20,8 @@ quantile of the training images' own nearest-neighbour distances.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.stats import rankdata
 
@@ -100,6 +102,9 @@ def copying_statistic(train: TrainingSet, samples: np.ndarray, samples_sq: np.nd
 def verdict(copying: float, near_copies: float) -> str:
     """The data-copying reading in words, for a datasheet."""
     numbers = f"C_T {copying:.2f}, near copies {near_copies:.1%}"
+    if math.isnan(copying) and near_copies <= NEAR_COPY_FLAG:
+        return (f"data-copying not measurable: no cell of the training set holds "
+                f"{MIN_CELL_SAMPLES} samples (near copies {near_copies:.1%}); score more images")
     if copying < COPYING_Z or near_copies > NEAR_COPY_FLAG:
         return (f"data-copying: the images sit closer to the training images than held-out "
                 f"real images do ({numbers}; copying below C_T {COPYING_Z:g} or near copies "

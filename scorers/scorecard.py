@@ -48,6 +48,12 @@ class TrainingImages:
     seed: int = 0
     data_dir: str | None = None
 
+    def __post_init__(self):
+        # the seed picks a subset; the whole training split is the same for every seed, so
+        # a confirmation trial's fresh seed must not make every cache build it again
+        if self.subset is None:
+            object.__setattr__(self, "seed", 0)
+
     def for_scorer(self) -> dict:
         """What a scorer (or its actor, across Ray) needs to build its training side."""
         return {"subset": self.subset, "seed": self.seed}

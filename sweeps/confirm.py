@@ -12,8 +12,9 @@ What is reported for a confirmed configuration is the mean over its fresh seeds,
 spread. The search trial's own score is shown beside it and never enters that estimate.
 
 The winner is the configuration with the best confirmed mean objective. It is declared only
-when its lead over the runner-up exceeds the noise, under a one-sided pooled-variance
-t-test at 95%: the seeds' variance is pooled over every confirmed configuration (seed noise
+when its lead over every other confirmed configuration exceeds the noise, under a pooled-
+variance t-test, two-sided at 95% (the leader was picked before the test) and
+Bonferroni-corrected over its comparisons: the seeds' variance is pooled over every confirmed configuration (seed noise
 is a property of the recipe, about the same for neighbouring configurations), which gives
 k(s - 1) degrees of freedom where one configuration's own s seeds give s - 1. With two
 seeds per configuration that is still few, and the critical t is large: a lead must be
@@ -46,7 +47,7 @@ def headline(ns) -> dict:
             score_key("vit", n, "knn_coverage"): ("coverage (ViT)", True),
             cas_key(n): ("CAS", True),
             memo_key("pixels", n, "near_copies"): ("near copies (pixels)", False),
-            memo_key("pixels", n, "copying"): ("copying C_T (pixels)", True)}
+            memo_key("pixels", n, "copying"): ("copying C_T (pixels; 0 is ideal)", True)}
 
 
 def dominance_measures(ns) -> tuple:
@@ -115,59 +116,74 @@ def pooled_sd(entries: list[dict], key: str) -> tuple[float, int]:
     return (math.sqrt(ss / df) if df else float("nan")), df
 
 
-def beats(a: dict, b: dict, key: str, higher: bool, entries: list[dict]) -> tuple[bool, float]:
-    """Whether ``a`` beats ``b`` on ``key`` beyond the seed noise (one-sided pooled t at
-    ``CONFIDENCE``), and the margin the noise allows."""
+def beats(a: dict, b: dict, key: str, higher: bool, entries: list[dict],
+          comparisons: int = 1) -> tuple[bool, float]:
+    """Whether ``a`` beats ``b`` on ``key`` beyond the seed noise, and the margin the noise
+    allows: a pooled t-test, two-sided at ``CONFIDENCE`` (``a`` was picked as the better one
+    before the test, which a one-sided test would not account for), Bonferroni-corrected
+    over ``comparisons`` such tests."""
     from scipy import stats  # about 0.4 s to import: not on the CLI's --help path
+
     va, vb = a["values"].get(key, []), b["values"].get(key, [])
     sd, df = pooled_sd(entries, key)
     if not va or not vb or not df:
         return False, float("nan")
-    noise = stats.t.ppf(CONFIDENCE, df) * sd * math.sqrt(1 / len(va) + 1 / len(vb))
+    alpha = (1 - CONFIDENCE) / (2 * max(comparisons, 1))
+    noise = stats.t.ppf(1 - alpha, df) * sd * math.sqrt(1 / len(va) + 1 / len(vb))
     lead = (a["mean"][key] - b["mean"][key]) * (1 if higher else -1)
     return lead > noise, noise
 
 
-def verdict(entries: list[dict], objective: str, ns) -> dict:
-    """The confirmed ranking on ``objective`` (a headline key, higher is better), the winner
-    or a named tie with the reason, and any dominance warning in plain words."""
+def verdict(entries: list[dict], objectives: list[str], ns) -> dict:
+    """The confirmed ranking on the objective (headline keys, higher is better), the winner
+    or a named tie with the reason, and any dominance warning in plain words. An objective
+    of several scores confirms a front, not a ranking: no single winner is declared."""
+    objective = objectives[0]
     scored = sorted((e for e in entries if objective in e["mean"]),
                     key=lambda e: -e["mean"][objective])
+    names = headline(ns)
     if not scored:
         return {"ranking": [], "winner": None, "tied": [],
                 "reason": "no confirmation trial finished with scores", "warnings": []}
-    best, names = scored[0], headline(ns)
+    ids = [e["confirms"] for e in scored]
+    if len(objectives) > 1:
+        return {"ranking": ids, "winner": None, "tied": ids, "warnings": [],
+                "reason": f"the objective has several scores ({', '.join(objectives)}): the "
+                          f"confirmed configurations form a front, ranked here by the first; "
+                          f"compare their means in the table"}
+    best = scored[0]
     if len(scored) == 1:
-        return {"ranking": [e["confirms"] for e in scored], "winner": best["confirms"],
-                "tied": [], "warnings": [],
+        return {"ranking": ids, "winner": best["confirms"], "tied": [], "warnings": [],
                 "reason": "the only configuration confirmed with scores"}
-    tied = [e for e in scored[1:] if not beats(best, e, objective, True, scored)[0]]
-    _, noise = beats(best, scored[1], objective, True, scored)
-    lead = best["mean"][objective] - scored[1]["mean"][objective]
+    k = len(scored) - 1  # the winner is tested against every other configuration
+    tests = {e["confirms"]: beats(best, e, objective, True, scored, k) for e in scored[1:]}
+    tied = [e for e in scored[1:] if not tests[e["confirms"]][0]]
     if tied:
-        why = (f"the lead of {lead:.3f} over {scored[1]['confirms']} is within the seed noise "
-               f"({noise:.3f} at {CONFIDENCE:.0%}, pooled over the confirmed seeds)"
-               if math.isfinite(noise) else
+        closest = tied[0]
+        noise = tests[closest["confirms"]][1]
+        lead = best["mean"][objective] - closest["mean"][objective]
+        why = (f"the lead of {lead:.3f} over {closest['confirms']} is within the seed noise "
+               f"({noise:.3f}: a two-sided pooled t at {CONFIDENCE:.0%} over {k} "
+               f"comparison{'s' * (k > 1)})" if math.isfinite(noise) else
                "one fresh seed per configuration gives no estimate of the seed noise")
-        winner, reason = None, f"tied: {why}"
-    else:
-        winner = best["confirms"]
-        reason = (f"its lead of {lead:.3f} exceeds the seed noise ({noise:.3f} at "
-                  f"{CONFIDENCE:.0%}, pooled over the confirmed seeds)")
+        return {"ranking": ids, "winner": None, "warnings": [],
+                "tied": [best["confirms"], *(e["confirms"] for e in tied)],
+                "reason": f"tied: {why}"}
+    lead = best["mean"][objective] - scored[1]["mean"][objective]
+    noise = tests[scored[1]["confirms"]][1]
+    reason = (f"its lead of {lead:.3f} over the runner-up exceeds the seed noise ({noise:.3f}: "
+              f"a two-sided pooled t at {CONFIDENCE:.0%} over {k} comparison{'s' * (k > 1)})")
     warnings = []
-    if winner is not None:
-        for other in scored[1:]:
-            for key in dominance_measures(ns):
-                better, _ = beats(other, best, key, names[key][1], scored)
-                if better:
-                    warnings.append(
-                        f"{other['confirms']} beats the winner {winner} on {names[key][0]} "
-                        f"beyond the seed noise ({other['mean'][key]:.4g} against "
-                        f"{best['mean'][key]:.4g}): the winner is not best at everything "
-                        f"the data is for.")
-    return {"ranking": [e["confirms"] for e in scored], "winner": winner,
-            "tied": [best["confirms"], *(e["confirms"] for e in tied)] if winner is None
-            else [], "reason": reason, "warnings": warnings}
+    for other in scored[1:]:
+        for key in dominance_measures(ns):
+            if beats(other, best, key, names[key][1], scored, k)[0]:
+                warnings.append(
+                    f"{other['confirms']} beats the winner {best['confirms']} on "
+                    f"{names[key][0]} beyond the seed noise ({other['mean'][key]:.4g} against "
+                    f"{best['mean'][key]:.4g}): the winner is not best at everything the "
+                    f"data is for.")
+    return {"ranking": ids, "winner": best["confirms"], "tied": [], "reason": reason,
+            "warnings": warnings}
 
 
 def table(entries: list[dict], decision: dict, objective: str, ns) -> str:
@@ -224,9 +240,12 @@ def best_config_block(confirmation: dict | None, best: dict) -> dict | None:
         return None
     decision = confirmation["decision"]
     mine = next((e for e in confirmation["entries"] if e["confirms"] == best["trial_id"]), None)
+    def finite(values: dict) -> dict:  # strict JSON has no NaN: an SD of one seed is null
+        return {k: (v if math.isfinite(v) else None) for k, v in values.items()}
+
     return {"winner": decision["winner"], "tied": decision["tied"], "reason": decision["reason"],
             "warnings": decision["warnings"],
             "seeds": mine["seeds"] if mine else [],
-            "mean": mine["mean"] if mine else {}, "sd": mine["sd"] if mine else {},
+            "mean": finite(mine["mean"]) if mine else {}, "sd": finite(mine["sd"]) if mine else {},
             "search_scores_note": "the search trial's scores (under 'scores') are the largest "
                                   "of several noisy draws; the confirmed means are not"}

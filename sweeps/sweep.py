@@ -315,17 +315,24 @@ def run_sweep(plan: SweepPlan, saved: dict) -> dict:
                               ceiling=ceiling, ceiling_inputs=inputs)
 
     from sweeps.mlflow_callback import MlflowSweepCallback
-    from sweeps.tuner import build_tuner, can_resume, restore_tuner
+    from sweeps.tuner import build_tuner, can_resume, restore_tuner, search_results
 
-    if saved["phase"] in ("tuning", "confirming") and can_resume(sweep_dir / "tune"):
-        tuner = restore_tuner(plan, ceiling)
+    if saved["phase"] == "confirming":  # the search is over: read it, run nothing of it
+        try:
+            grid = search_results(plan, ceiling)
+        except FileNotFoundError as exc:
+            raise SweepError(f"{exc}: the sweep in {sweep_dir} was confirming its search "
+                             f"and cannot go on without it; start a new sweep") from exc
     else:
-        if saved["phase"] == "tuning":  # killed before Tune saved its first state
-            fresh_tuning(plan, tracker)
-        callback = MlflowSweepCallback(tracker, plan.trial_constants)
-        tuner = build_tuner(plan, callbacks=[callback], ceiling=ceiling)
-        saved = sweep_record.advance(sweep_dir, saved, "tuning")
-    grid = tuner.fit()
+        if saved["phase"] == "tuning" and can_resume(sweep_dir / "tune"):
+            tuner = restore_tuner(plan, ceiling)
+        else:
+            if saved["phase"] == "tuning":  # killed before Tune saved its first state
+                fresh_tuning(plan, tracker)
+            callback = MlflowSweepCallback(tracker, plan.trial_constants)
+            tuner = build_tuner(plan, callbacks=[callback], ceiling=ceiling)
+            saved = sweep_record.advance(sweep_dir, saved, "tuning")
+        grid = tuner.fit()
     sweep_record.log_phase(sweep_dir, "tuning-done")
     rows = report.collect_rows(grid, plan.trial_constants)
     report.mark_paper_trial(rows, plan.paper_point)
@@ -346,7 +353,8 @@ def confirm_phase(plan: SweepPlan, saved: dict, ranked: list[dict], tracker,
                               restore_confirm_tuner, search_space)
 
     sweep_dir = Path(plan.sweep_dir)
-    if saved["phase"] != "confirming":
+    resumed = saved["phase"] == "confirming"
+    if not resumed:
         points = confirm.confirmation_points(ranked, list(search_space(plan)),
                                              plan.confirm_top, list(plan.confirm_seeds))
         saved = sweep_record.advance(sweep_dir, saved, "confirming", confirm_points=points)
@@ -354,7 +362,13 @@ def confirm_phase(plan: SweepPlan, saved: dict, ranked: list[dict], tracker,
     if can_resume(folder, CONFIRM_GENERATOR_STATE):
         tuner = restore_confirm_tuner(plan, points, ceiling)
     else:
-        tracker.delete_children(confirmations_only=True)
+        if resumed:  # a start Tune never saved: forget its child runs and folder
+            try:
+                tracker.delete_children(confirmations_only=True)
+            except Exception as exc:  # the MLflow client raises its own types
+                raise SweepError(f"MLflow ({redact_url(plan.mlflow_uri)}) did not answer "
+                                 f"while the confirmation phase restarted ({exc}); resume "
+                                 f"again once it answers") from exc
         if folder.is_dir():
             shutil.rmtree(folder)
         tuner = build_confirm_tuner(plan, points, [MlflowSweepCallback(
@@ -397,7 +411,7 @@ def finish_sweep(plan: SweepPlan, saved: dict, rows: list[dict], ranked: list[di
     best, confirmation = (ranked[0] if ranked else None), None
     if confirm_rows:
         entries = confirm.summarise(confirm_rows, rows, plan.ns)
-        decision = confirm.verdict(entries, metrics[0], plan.ns)
+        decision = confirm.verdict(entries, metrics, plan.ns)
         confirmation = {"decision": decision, "text": confirm.table(entries, decision,
                                                                     metrics[0], plan.ns),
                         "entries": entries}
@@ -417,7 +431,7 @@ def finish_sweep(plan: SweepPlan, saved: dict, rows: list[dict], ranked: list[di
         summary["best_config"] = report.write_best_config(
             sweep_dir, best, metrics, confirm.best_config_block(confirmation, best))
         files.append(summary["best_config"])
-        tracker.log_metrics({f"best_{m}": ranked[0][m] for m in metrics})
+        tracker.log_metrics({f"best_{m}": best[m] for m in metrics if m in best})
         tracker.tag_ranks(ranked)
 
     both = [score_key(k, max(plan.ns), "mean") for k in ("inception", "vit")]

@@ -99,7 +99,8 @@ def trial_checkpoint(run: Path, trial: str) -> tuple[Path, dict]:
             raise ValueError(f"--run {run} has no best_config.json (it has not finished with "
                              f"a scored trial); name a trial id with --trial")
         trial = json.loads(best.read_text())["trial_id"]
-    folder = run / "tune" / f"trial_{trial}"
+    folder = next((f for f in (run / "tune" / f"trial_{trial}", run / "confirm" / f"trial_{trial}")
+                   if f.is_dir()), run / "tune" / f"trial_{trial}")
     finals = sorted(p for p in folder.glob("checkpoint_*")
                     if json.loads((p / "state.json").read_text()).get("stage") == "final") \
         if folder.is_dir() else []

@@ -114,7 +114,8 @@ class SweepTracker:
         else:
             run = self.client.create_run(
                 self.experiment_id, run_name=run_name,
-                tags={**{k: str(v) for k, v in tags.items()}, SWEEP_TAG: sweep_key})
+                tags={**{k: str(v) for k, v in tags.items()}, SWEEP_TAG: sweep_key,
+                      ROLE_TAG: "sweep"})
             self.parent_run_id, missing = run.info.run_id, params
         self.client.log_batch(self.parent_run_id,
                               params=[Param(k, str(v)) for k, v in missing.items()],

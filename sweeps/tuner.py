@@ -28,8 +28,15 @@ def trial_plan(plan, ceiling: dict | None = None) -> TrialPlan:
     """What every trial shares; ``ceiling`` (the real-data ceiling) gives the CAS its ratio."""
     ceiling, n = ceiling or {}, max(plan.ns)
     components = OBJECTIVES[plan.request.objective]
-    ceilings = {c: ceiling.get(cas_key(n) if c == "cas" else score_key(c, n, "mean"))
-                for c in components}
+
+    def real(c: str):
+        """The ceiling at the probe's own sample count where the sweep scored it (IS and TS
+        at probe_n when it is one of ns; the CAS ceiling exists at the largest n only)."""
+        keys = [cas_key(k) if c == "cas" else score_key(c, k, "mean")
+                for k in (plan.probe_n, n) if k in plan.ns]
+        return next((ceiling[key] for key in keys if ceiling.get(key)), None)
+
+    ceilings = {c: real(c) for c in components}
     return TrialPlan(constants=dict(plan.trial_constants), actor_names=dict(plan.actor_names),
                      namespace=plan.namespace, ns=tuple(plan.ns), probe_n=plan.probe_n,
                      probe_components=components,
@@ -210,6 +217,20 @@ def restore_confirm_tuner(plan, points: list[dict], ceiling: dict | None = None)
     return tune.Tuner.restore(str(path), trainable=trainable(plan, ceiling),
                               param_space=confirmation_space(plan, points),
                               resume_unfinished=True, resume_errored=True)
+
+
+def search_results(plan, ceiling: dict | None = None):
+    """The finished search's results, read back from ``tune/`` without running anything
+    (a sweep resumed in its confirmation phase: an errored search trial stays as it was)."""
+    from ray import tune
+
+    _tune_environment()
+    path = Path(plan.sweep_dir) / "tune"
+    if not can_resume(path):
+        raise FileNotFoundError(f"{path} holds no finished search to read")
+    return tune.Tuner.restore(str(path), trainable=trainable(plan, ceiling),
+                              param_space=search_space(plan), resume_unfinished=False,
+                              resume_errored=False).get_results()
 
 
 CONFIRM_DIR = "confirm"

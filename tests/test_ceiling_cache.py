@@ -42,9 +42,11 @@ def test_every_input_changes_the_key(tmp_path):
     dirs = _scorers(tmp_path)
     base = ce.cache_path(_inputs(dirs), root=tmp_path)
     assert base == ce.cache_path(_inputs(dirs), root=tmp_path)  # stable
+    # the whole training split is the same whatever the seed (it picks only a subset)
+    assert base == ce.cache_path(_inputs(dirs, train=TrainingImages(None, 1)), root=tmp_path)
     others = [ce.cache_path(_inputs(dirs, **change), root=tmp_path) for change in (
         {"dataset": "fashion-mnist"}, {"ns": (1000,)},
-        {"train": TrainingImages(500, 0)}, {"train": TrainingImages(None, 1)},
+        {"train": TrainingImages(500, 0)}, {"train": TrainingImages(500, 1)},
         {"scorer_gpus": True})]
     # a rebuilt scorer has a new metadata.json (its creation time, accuracy, ...)
     (dirs["vit"] / "metadata.json").write_text(json.dumps({"kind": "vit", "created": "t1"}))

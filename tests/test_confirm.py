@@ -50,15 +50,20 @@ def test_a_lead_beyond_the_pooled_noise_wins_and_one_within_it_ties():
     clear = confirm.summarise([row("1", "a", 1000, **{TS: 8.0}), row("2", "a", 1001, **{TS: 8.1}),
                                row("3", "b", 1000, **{TS: 7.0}), row("4", "b", 1001, **{TS: 7.1})],
                               search_rows, NS)
-    decision = confirm.verdict(clear, TS, NS)
+    decision = confirm.verdict(clear, [TS], NS)
     assert decision["winner"] == "a" and "exceeds the seed noise" in decision["reason"]
-    # the pooled SD is 0.0707 on 2 degrees of freedom: the noise is t(0.95, 2) * sd * 1
+    # the pooled SD is 0.0707 on 2 degrees of freedom: the noise is t(0.975, 2) * sd * 1
     sd, df = confirm.pooled_sd(clear, TS)
     assert df == 2 and sd == pytest.approx(math.sqrt(0.01 / 2))
+    assert confirm.beats(clear[0], clear[1], TS, True, clear)[1] == pytest.approx(
+        stats.t.ppf(0.975, 2) * sd)
+    # an objective of several scores: a front, no single winner
+    front = confirm.verdict(clear, [TS, IS], NS)
+    assert front["winner"] is None and "form a front" in front["reason"]
     close = confirm.summarise([row("1", "a", 1000, **{TS: 8.0}), row("2", "a", 1001, **{TS: 7.5}),
                                row("3", "b", 1000, **{TS: 7.6}), row("4", "b", 1001, **{TS: 7.7})],
                               search_rows, NS)
-    decision = confirm.verdict(close, TS, NS)
+    decision = confirm.verdict(close, [TS], NS)
     assert decision["winner"] is None and decision["tied"] == ["a", "b"]
     assert "within the seed noise" in decision["reason"]
 
@@ -66,10 +71,10 @@ def test_a_lead_beyond_the_pooled_noise_wins_and_one_within_it_ties():
 def test_one_seed_per_configuration_is_a_tie_and_one_configuration_its_own_winner():
     one_seed = confirm.summarise([row("1", "a", 1000, **{TS: 9.0}),
                                   row("2", "b", 1000, **{TS: 1.0})], [], NS)
-    decision = confirm.verdict(one_seed, TS, NS)
+    decision = confirm.verdict(one_seed, [TS], NS)
     assert decision["winner"] is None and "no estimate of the seed noise" in decision["reason"]
     alone = confirm.summarise([row("1", "a", 1000, **{TS: 9.0})], [], NS)
-    assert confirm.verdict(alone, TS, NS)["winner"] == "a"
+    assert confirm.verdict(alone, [TS], NS)["winner"] == "a"
 
 
 def test_a_configuration_better_on_utility_coverage_or_fid_is_named():
@@ -78,7 +83,7 @@ def test_a_configuration_better_on_utility_coverage_or_fid_is_named():
               "b": [(7.0, 0.90, 0.5, 600.0), (7.1, 0.91, 0.5, 610.0)]}
     rows = [row(f"{c}{i}", c, 1000 + i, **{TS: ts, CAS: cas, COVERAGE: cov, FID: fid})
             for c, seeds in scores.items() for i, (ts, cas, cov, fid) in enumerate(seeds)]
-    decision = confirm.verdict(confirm.summarise(rows, [], NS), TS, NS)
+    decision = confirm.verdict(confirm.summarise(rows, [], NS), [TS], NS)
     assert decision["winner"] == "a"
     said = " ".join(decision["warnings"])
     assert "b beats the winner a on CAS" in said and "on FID" in said
