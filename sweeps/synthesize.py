@@ -51,7 +51,9 @@ from scorers.keys import MEMO_SPACES, memo_key
 from scorers.scorecard import LoadedScorer, TrainingImages, as_uint8, pixel_checks, scorecard
 from scorers.scorer_cache import is_complete, load_scorer, read_metadata, scorer_dir_for
 from scorers.spec import KINDS
+from sweeps import dataset_formats as formats
 from sweeps import sweep_record
+from sweeps.dataset_formats import FORMATS
 from sweeps.presets import PRESETS
 from trainables.datasets import DatasetError, load_dataset
 
@@ -65,7 +67,8 @@ SCORE_N = 5000
 def parser() -> ArgumentParser:
     p = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="a checkpoint folder (model.safetensors, state.json)")
+    src.add_argument("--checkpoint", help="a checkpoint folder (model.safetensors, state.json), "
+                                          "or a gensweep train --out folder (its latest one)")
     src.add_argument("--run", help="a sweep folder; with --trial")
     p.add_argument("--trial", default="best", help="best (the sweep's winner) or a trial id")
     p.add_argument("--n", type=positive_int, default=10_000, help="images to write")
@@ -76,7 +79,12 @@ def parser() -> ArgumentParser:
                    help="balanced: N / 10 per class, class by class (what the labelled modes "
                         "draw)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="FILE.npz")
+    p.add_argument("--out", required=True,
+                   help="FILE.npz, FILE.parquet, or a folder for --format imagefolder")
+    p.add_argument("--format", choices=FORMATS, default="npz",
+                   help="npz (numpy); imagefolder (a PNG folder per class, as torchvision's "
+                        "ImageFolder reads); parquet (image and label columns, as Hugging "
+                        "Face datasets loads)")
     p.add_argument("--scorers", help="folder with inception/ and vit/ scorer folders")
     p.add_argument("--score-n", type=number(int, 10, maximum=SCORE_N), default=SCORE_N,
                    help="images of the set scored for the datasheet (a seeded sample; 10-5000)")
@@ -147,18 +155,33 @@ def generate(model, cfg, mode: str, n: int, seed: int, data_dir):
 
 
 def write_all(writers: dict) -> None:
-    """``{path: write(tmp)}``: every file into a temporary beside its path first, then all
-    renamed into place, so an export is never half replaced (a failure leaves the old set)."""
+    """``{path: write(tmp)}``: every file (or folder) into a temporary beside its path first,
+    then all renamed into place, so an export is never half replaced (a failure leaves the
+    old set)."""
     tmps = {path: path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
             for path in writers}
     try:
         for path, write in writers.items():
             write(tmps[path])
         for path, tmp in tmps.items():
-            os.replace(tmp, path)
+            formats.replace(tmp, path)
     finally:
         for tmp in tmps.values():
-            tmp.unlink(missing_ok=True)
+            formats.remove(tmp)
+
+
+def checkpoint_folder(path: Path) -> Path:
+    """A checkpoint folder, or the latest complete one of a ``gensweep train --out`` folder
+    (said in the log); ValueError naming the folder otherwise."""
+    from trainables.checkpoint import is_complete as is_checkpoint  # torch: not for --help
+    if (path / "model.safetensors").is_file() or not (path / "checkpoints").is_dir():
+        return path
+    found = sorted(p for p in (path / "checkpoints").glob("ckpt_*") if is_checkpoint(p))
+    if not found:
+        raise ValueError(f"--checkpoint {path}: its checkpoints/ holds no complete checkpoint "
+                         f"(an interrupted run? resume it with gensweep train --resume)")
+    log.info("using %s, the latest checkpoint of the run in %s", found[-1].name, path)
+    return found[-1]
 
 
 def score_set(images, labels, dataset: str, scorer_dirs: dict, cfg, score_n: int, seed: int,
@@ -222,8 +245,10 @@ def main(argv=None) -> int:
     from trainables.samples import class_grid, image_grid, save_png
 
     out = Path(args.out)
-    if out.suffix != ".npz":
-        fail(PROG, f"--out {out}: expected a FILE.npz")
+    try:
+        formats.check_out(out, args.format)
+    except ValueError as exc:
+        fail(PROG, str(exc))
     if args.mode in UNLABELLED and args.classes:
         fail(PROG, f"--classes balanced needs labels: {args.mode} samples carry none; use "
                    f"--mode class-gmm")
@@ -234,7 +259,7 @@ def main(argv=None) -> int:
         if args.run:
             folder, saved = trial_checkpoint(Path(args.run), args.trial)
         else:
-            folder = Path(args.checkpoint)
+            folder = checkpoint_folder(Path(args.checkpoint))
         model, cfg, _ = load_generator(folder)
         mode = args.mode or ("conditional" if cfg.conditional else "class-gmm")
         if mode == "conditional" and not cfg.conditional:
@@ -248,7 +273,7 @@ def main(argv=None) -> int:
                  folder, out)
         images, labels, sources = generate(model, cfg, mode, args.n, args.seed, args.data_dir)
         sheet = {**({"notice": RECONSTRUCTION_NOTICE} if sources is not None else {}),
-                 "model": cfg.model, "dataset": cfg.dataset, "config": cfg.to_dict(),
+                 "format": args.format, "model": cfg.model, "dataset": cfg.dataset, "config": cfg.to_dict(),
                  "checkpoint": str(folder.resolve()),
                  "checkpoint_sha256": file_sha256(folder / "model.safetensors"),
                  "mode": mode, "conditional": cfg.conditional, "seed": args.seed,
@@ -264,21 +289,20 @@ def main(argv=None) -> int:
     if sources is not None:
         arrays["sources"] = sources
     try:
-        def write_npz(tmp):
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, **arrays)
-
         grid = class_grid(images, labels) if labels is not None else image_grid(images)
-        write_all({out: write_npz, out.with_suffix(".png"): lambda tmp: save_png(grid, tmp),
-                   out.with_suffix(".json"):
+        beside = out.with_name(out.stem)  # where the grid and the datasheet go
+        write_all({out: lambda tmp: formats.WRITERS[args.format](tmp, arrays),
+                   beside.with_suffix(".png"): lambda tmp: save_png(grid, tmp),
+                   beside.with_suffix(".json"):
                        lambda tmp: tmp.write_text(json.dumps(sheet, indent=1, default=str))})
     except OSError as exc:
         fail(PROG, f"--out {out}: {exc.strerror or exc}", 1)
     scores = sheet.get("scores", {})
     shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items()
                       if k.startswith(("is_", "ts_", "cas_", "near_copies_")) and "std" not in k)
-    print(f"wrote {out} ({len(images)} images, {mode}), {out.with_suffix('.png')}, "
-          f"{out.with_suffix('.json')}" + (f"; {shown}" if shown else ""))
+    print(f"wrote {out} ({len(images)} images, {mode}, {args.format}), "
+          f"{beside.with_suffix('.png')}, {beside.with_suffix('.json')}"
+          + (f"; {shown}" if shown else ""))
     if sources is not None:
         print(f"warning: {RECONSTRUCTION_NOTICE}", file=sys.stderr)
     for space, words in sheet["data_copying"].items():

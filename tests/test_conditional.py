@@ -231,6 +231,53 @@ def test_the_default_labelled_export_is_generated_and_a_reconstruction_export_is
     assert exc.value.code == 2
 
 
+def test_exports_in_the_formats_training_code_reads(tmp_path, checkpoints, capsys):
+    """imagefolder: one folder of PNGs per class, the layout torchvision's ImageFolder reads
+    (torchvision does not install beside this CPU torch; PIL reading every file back, and
+    the folder names, stand in for it). parquet: read with pyarrow, its image column decodes
+    to the same pixels, and its schema carries the Hugging Face features (``datasets`` is not
+    installed here). A `gensweep train --out` folder is taken as its latest checkpoint."""
+    import json
+
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from sweeps import synthesize
+
+    run = checkpoints[False].parent.parent  # the run folder gensweep train --out wrote
+    npz = tmp_path / "set.npz"
+    assert synthesize.main(["--checkpoint", str(run), "--n", "50", "--no-score",
+                            "--out", str(npz)]) == 0
+    with np.load(npz, allow_pickle=False) as data:
+        images, labels = data["images"], data["labels"]
+
+    folder = tmp_path / "set-folder"
+    assert synthesize.main(["--checkpoint", str(run), "--n", "50", "--no-score",
+                            "--format", "imagefolder", "--out", str(folder)]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == [str(c) for c in range(10)]
+    back = {int(c.name): [np.asarray(Image.open(f)) for f in sorted(c.glob("*.png"))]
+            for c in folder.iterdir()}
+    assert {c: len(v) for c, v in back.items()} == {c: 5 for c in range(10)}
+    assert np.array_equal(np.stack(back[0]), images[labels == 0])  # same draw, same pixels
+    assert json.loads((tmp_path / "set-folder.json").read_text())["format"] == "imagefolder"
+
+    table = tmp_path / "set.parquet"
+    assert synthesize.main(["--checkpoint", str(run), "--n", "50", "--no-score",
+                            "--format", "parquet", "--out", str(table)]) == 0
+    read = pq.read_table(table)
+    assert read.column_names == ["image", "label"]
+    first = read.column("image")[0].as_py()["bytes"]
+    assert np.array_equal(np.asarray(Image.open(__import__("io").BytesIO(first))), images[0])
+    assert read.column("label").to_pylist() == labels.tolist()
+    features = json.loads(read.schema.metadata[b"huggingface"])["info"]["features"]
+    assert features["image"] == {"_type": "Image"} and features["label"]["_type"] == "ClassLabel"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:  # a format whose --out does not fit
+        synthesize.main(["--checkpoint", str(run), "--n", "50", "--no-score",
+                         "--format", "parquet", "--out", str(tmp_path / "x.npz")])
+    assert exc.value.code == 2 and "expected a FILE.parquet" in capsys.readouterr().err
+
+
 def test_resuming_a_conditional_run_without_the_flag_names_it(tmp_path):
     from trainables.checkpoint import CheckpointError
     from trainables.trainable import LocalReporter, run_training
