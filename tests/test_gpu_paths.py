@@ -134,10 +134,13 @@ def test_gpu_worker_beside_a_cpu_head(tmp_path):
 
 
 def test_four_trials_share_one_gpu(tmp_path, smoke_scorers):
-    """--gpus-per-trial 0.25: four trials run at once on the one GPU, each told its quarter."""
+    """--gpus-per-trial 0.25: four trials run at once on the one GPU, each told its quarter.
+    Each trains 20,000 images (40 passes over the smoke set), so a trial outlasts the 10-15 s
+    Ray takes to start each next one on a 2-core machine: a smoke trial of one pass had
+    ended 0.15 s before the fourth began (2026-12-07)."""
     with cluster({"num_cpus": 2, "num_gpus": 1}) as c:
         r = sweep(c.address, tmp_path / "sweep", "--num-samples", "4", "--gpus-per-trial", "0.25",
-                  "--cpus-per-trial", "0.25")
+                  "--cpus-per-trial", "0.25", "--train-images", "20000")
     assert r.returncode == 0, r
     reports = trial_reports(tmp_path / "sweep")
     assert len(reports) == 4
