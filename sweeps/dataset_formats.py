@@ -90,7 +90,7 @@ def replace(tmp: Path, out: Path) -> None:
         old = out.with_name(f".{out.name}.{os.getpid()}.old")
         os.replace(out, old)
         os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+        remove(old)
         return
     os.replace(tmp, out)
 
