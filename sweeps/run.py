@@ -216,6 +216,10 @@ def main(argv=None) -> int:
         print("\n" + summary["confirmation"]["text"])
     if summary.get("best_config"):
         print(f"\nbest configuration: {summary['best_config']}")
+        if summary.get("registered_model"):
+            print(f"registered model: {summary['registered_model']} (mlflow.pyfunc.load_model, "
+                  f"or gensweep synthesize --model {summary['registered_model']} "
+                  f"--mlflow-uri URI)")
     else:
         print("\nno trial finished with scores; see results.csv and the MLflow runs",
               file=sys.stderr)

@@ -23,6 +23,7 @@ from scorers.spec import KINDS
 from sweeps import confirm, report, sweep_record, tracking
 from sweeps.ceiling import real_ceiling
 from sweeps.figures import summary_figures
+from sweeps.model_registry import model_name
 from sweeps.plan import NAMESPACE, Cluster, SweepPlan, resolve_plan
 from sweeps.redact import redact_settings, redact_url
 from sweeps.request import SweepRequest
@@ -391,6 +392,31 @@ def deliver_kept_calls(plan: SweepPlan, saved: dict) -> int:
                                  saved["parent_run_id"]).close()
 
 
+def register_winner(plan: SweepPlan, saved: dict, best: dict, confirmed: dict | None,
+                    tracker) -> None:
+    """Register the winner's checkpoint (the confirmed winner's search trial, else the best
+    trial) as ``gensweep-DATASET-SPACE``, its version tagged with the scores (the fresh
+    seeds' means and spreads when confirmed), the trial, the sweep and the scorers."""
+    try:
+        checkpoint, _ = sweep_record.trial_checkpoint(Path(plan.sweep_dir), best["trial_id"])
+    except ValueError as exc:
+        log.warning("the winner is not registered: %s", exc)
+        return
+    if confirmed:
+        scores = {**{f"confirmed_{k}_mean": v for k, v in confirmed["mean"].items()},
+                  **{f"confirmed_{k}_sd": v for k, v in confirmed["sd"].items()}}
+    else:
+        scores = {k: best[k] for k in (*plan.objective, *confirm.headline(plan.ns)) if k in best}
+    tags = {**{k: f"{v:.6g}" for k, v in scores.items() if isinstance(v, (int, float))},
+            "trial_id": best["trial_id"], "objective": ",".join(plan.objective),
+            "confirmed": bool(confirmed), "parent_run_id": tracker.parent_run_id,
+            "dataset": plan.request.dataset, "space": plan.request.space}
+    for kind, folder in (saved.get("scorers") or {}).items():
+        tags[f"scorer.{kind}.id"] = read_metadata(folder).get("scorer_id")
+    tracker.register_generator(checkpoint, model_name(plan.request.dataset, plan.request.space),
+                               tags, plan.sweep_id)
+
+
 def finish_sweep(plan: SweepPlan, saved: dict, rows: list[dict], ranked: list[dict],
                  confirm_rows: list[dict], ceiling: dict, tracker, started: float) -> dict:
     """Write results.csv (search and confirmation trials), the confirmed verdict,
@@ -433,6 +459,7 @@ def finish_sweep(plan: SweepPlan, saved: dict, rows: list[dict], ranked: list[di
         files.append(summary["best_config"])
         tracker.log_metrics({f"best_{m}": best[m] for m in metrics if m in best})
         tracker.tag_ranks(ranked)
+        register_winner(plan, saved, best, mine if confirm_rows else None, tracker)
 
     both = [score_key(k, max(plan.ns), "mean") for k in ("inception", "vit")]
     front = report.pareto_front(rows, both)
@@ -441,5 +468,6 @@ def finish_sweep(plan: SweepPlan, saved: dict, rows: list[dict], ranked: list[di
     tracker.finish("FINISHED" if ranked else "FAILED")
     summary["estimate_minutes"] = plan.estimate_minutes
     tracker.close()
+    summary["registered_model"] = tracker.registered
     sweep_record.advance(sweep_dir, saved, "finished", minutes=round(summary["minutes"], 2))
     return summary

@@ -81,3 +81,26 @@ def read_phases(sweep_dir) -> list:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().split("\n")[:-1] if line.strip()]
+
+
+def trial_checkpoint(run: Path, trial: str) -> tuple[Path, dict]:
+    """The final checkpoint of a sweep's trial (``best`` = best_config.json's), and the
+    sweep's saved state; ValueError naming what is missing."""
+    if not holds_sweep(run):
+        raise ValueError(f"--run {run} holds no sweep (no {SWEEP_FILE})")
+    saved = read_state(run)
+    if trial == "best":
+        best = run / "best_config.json"
+        if not best.is_file():
+            raise ValueError(f"--run {run} has no best_config.json (it has not finished with "
+                             f"a scored trial); name a trial id with --trial")
+        trial = json.loads(best.read_text())["trial_id"]
+    folder = next((f for f in (run / "tune" / f"trial_{trial}", run / "confirm" / f"trial_{trial}")
+                   if f.is_dir()), run / "tune" / f"trial_{trial}")
+    finals = sorted(p for p in folder.glob("checkpoint_*")
+                    if json.loads((p / "state.json").read_text()).get("stage") == "final") \
+        if folder.is_dir() else []
+    if not finals:
+        raise ValueError(f"--run {run}: no finished checkpoint for trial {trial!r} (looked in "
+                         f"{folder}); see results.csv for the trial ids")
+    return finals[-1], saved

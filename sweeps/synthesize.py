@@ -3,6 +3,7 @@
     gensweep synthesize --checkpoint DIR --n 60000 --mode class-gmm --out synth.npz
     gensweep synthesize --checkpoint COND_DIR --n 60000 --mode conditional --out synth.npz
     gensweep synthesize --run runs/sweep-vaegan-mnist-... --trial best --n 10000 --out s.npz
+    gensweep synthesize --model models:/gensweep-mnist-vaegan/1 --mlflow-uri URI --out s.npz
     python sweeps/synthesize.py ...              # the same command
 
 Writes three files, each atomically (a half-written export never replaces a good one):
@@ -30,7 +31,10 @@ Writes three files, each atomically (a half-written export never replaces a good
 Scorers: the sweep's own (``--run``), else ``--scorers DIR`` (inception/ and vit/), else the
 quick preset's in the cache; ``--no-score`` writes the datasheet without the scorers' scores
 (the pixel-space memorisation and data-copying checks need no scorer and always run).
-Exit codes: 0 written, 2 bad arguments or input (one line on stderr), 1 other failures.
+``--model models:/NAME/VERSION`` takes a generator from the Model Registry of
+``--mlflow-uri`` (what a sweep registers; the same draw as its checkpoint folder gives).
+Exit codes: 0 written; 2 bad arguments or input, a registered model that does not exist
+included (one line on stderr); 1 a tracking server that does not answer, or other failures.
 """
 from __future__ import annotations
 
@@ -38,7 +42,9 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 try:
@@ -54,13 +60,15 @@ from scorers.spec import KINDS
 from sweeps import dataset_formats as formats
 from sweeps import sweep_record
 from sweeps.dataset_formats import FORMATS
+from sweeps.model_registry import RegistryError, fetch_checkpoint
 from sweeps.presets import PRESETS
+from sweeps.redact import redact_url
+from sweeps.tracking_server import bound_http_retries, check_reachable
 from trainables.datasets import DatasetError, load_dataset
+from trainables.draws import MODES, UNLABELLED, check_mode, default_mode, draw
 
 log = logging.getLogger(__name__)
 PROG = "gensweep synthesize"
-MODES = ("prior", "latent-gmm", "class-gmm", "conditional", "reconstruction")
-UNLABELLED = ("prior", "latent-gmm")
 SCORE_N = 5000
 
 
@@ -70,6 +78,11 @@ def parser() -> ArgumentParser:
     src.add_argument("--checkpoint", help="a checkpoint folder (model.safetensors, state.json), "
                                           "or a gensweep train --out folder (its latest one)")
     src.add_argument("--run", help="a sweep folder; with --trial")
+    src.add_argument("--model", help="a registered generator, models:/NAME/VERSION (what a "
+                                     "sweep registers, e.g. gensweep-mnist-vaegan)")
+    p.add_argument("--mlflow-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
+                   help="the tracking URI holding --model's registry (default: "
+                        "MLFLOW_TRACKING_URI)")
     p.add_argument("--trial", default="best", help="best (the sweep's winner) or a trial id")
     p.add_argument("--n", type=positive_int, default=10_000, help="images to write")
     p.add_argument("--mode", choices=MODES,
@@ -95,29 +108,6 @@ def parser() -> ArgumentParser:
     return p
 
 
-def trial_checkpoint(run: Path, trial: str) -> tuple[Path, dict]:
-    """The final checkpoint of a sweep's trial (``best`` = best_config.json's), and the
-    sweep's saved state; ValueError naming what is missing."""
-    if not sweep_record.holds_sweep(run):
-        raise ValueError(f"--run {run} holds no sweep (no {sweep_record.SWEEP_FILE})")
-    saved = sweep_record.read_state(run)
-    if trial == "best":
-        best = run / "best_config.json"
-        if not best.is_file():
-            raise ValueError(f"--run {run} has no best_config.json (it has not finished with "
-                             f"a scored trial); name a trial id with --trial")
-        trial = json.loads(best.read_text())["trial_id"]
-    folder = next((f for f in (run / "tune" / f"trial_{trial}", run / "confirm" / f"trial_{trial}")
-                   if f.is_dir()), run / "tune" / f"trial_{trial}")
-    finals = sorted(p for p in folder.glob("checkpoint_*")
-                    if json.loads((p / "state.json").read_text()).get("stage") == "final") \
-        if folder.is_dir() else []
-    if not finals:
-        raise ValueError(f"--run {run}: no finished checkpoint for trial {trial!r} (looked in "
-                         f"{folder}); see results.csv for the trial ids")
-    return finals[-1], saved
-
-
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -130,28 +120,6 @@ RECONSTRUCTION_NOTICE = (
     "Every image is a reconstruction of a named training image (its index among the "
     "generator's training images is in the .npz's 'sources'): this is not generated data, "
     "and sharing it shares those images.")
-
-
-def generate(model, cfg, mode: str, n: int, seed: int, data_dir):
-    """(images, labels or None, sources or None) of ``mode``; labelled samples come n / 10
-    per class, class by class; ``sources`` (reconstructions only) index the training images
-    each image reconstructs."""
-    from trainables.samples import (balanced_labels, sample_class_gmm, sample_conditional,
-                                    sample_latent_gmm, sample_prior, sample_reconstruction)
-
-    if mode == "prior":
-        return sample_prior(model, n, seed=seed), None, None
-    classes = balanced_labels(n, seed, shuffle=False)
-    if mode == "conditional":
-        return (*sample_conditional(model, classes, seed), None)
-    # fitted to, or reconstructing, the images the generator trained on
-    data = load_dataset(cfg.dataset, data_dir or cfg.data_dir, subset=cfg.subset, seed=cfg.seed)
-    if mode == "latent-gmm":
-        return sample_latent_gmm(model, data.train.images, n, seed), None, None
-    if mode == "class-gmm":
-        return (*sample_class_gmm(model, data.train.images, data.train.labels, classes, seed),
-                None)
-    return sample_reconstruction(model, data.train.images, data.train.labels, n, seed)
 
 
 def write_all(writers: dict) -> None:
@@ -182,6 +150,20 @@ def checkpoint_folder(path: Path) -> Path:
                          f"(an interrupted run? resume it with gensweep train --resume)")
     log.info("using %s, the latest checkpoint of the run in %s", found[-1].name, path)
     return found[-1]
+
+
+def registered_checkpoint(model_uri: str, tracking_uri: str | None, into: Path) -> Path:
+    """The checkpoint folder of a registered generator, downloaded into ``into``;
+    ConnectionError if the tracking server does not answer, RegistryError if the model is
+    not there."""
+    if not tracking_uri:
+        raise ValueError(f"--model {model_uri} needs the tracking URI of its registry: pass "
+                         f"--mlflow-uri URI or set MLFLOW_TRACKING_URI")
+    check_reachable(tracking_uri)
+    bound_http_retries()
+    folder = fetch_checkpoint(model_uri, tracking_uri, into)
+    log.info("using %s, downloaded from %s", model_uri, redact_url(tracking_uri))
+    return folder
 
 
 def score_set(images, labels, dataset: str, scorer_dirs: dict, cfg, score_n: int, seed: int,
@@ -254,27 +236,28 @@ def main(argv=None) -> int:
                    f"--mode class-gmm")
     if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
         fail(PROG, f"--out {out}: the folder {out.parent} does not exist or is not writable")
-    saved = None
+    saved, downloaded = None, None
     try:
         if args.run:
-            folder, saved = trial_checkpoint(Path(args.run), args.trial)
+            folder, saved = sweep_record.trial_checkpoint(Path(args.run), args.trial)
+        elif args.model:
+            downloaded = Path(tempfile.mkdtemp(prefix="gensweep-model-"))
+            folder = registered_checkpoint(args.model, args.mlflow_uri, downloaded)
         else:
             folder = checkpoint_folder(Path(args.checkpoint))
         model, cfg, _ = load_generator(folder)
-        mode = args.mode or ("conditional" if cfg.conditional else "class-gmm")
-        if mode == "conditional" and not cfg.conditional:
-            raise ValueError(f"--mode conditional needs a model trained with --conditional; "
-                             f"{folder} was not: use --mode class-gmm for labelled samples")
-        if mode in ("class-gmm", "latent-gmm") and cfg.conditional:
-            raise ValueError(f"--mode {mode} draws from an unconditional model's codes; "
-                             f"{folder} is class-conditional: use --mode conditional")
+        mode = args.mode or default_mode(cfg)
+        try:
+            check_mode(cfg, mode)
+        except ValueError as exc:
+            raise ValueError(f"--mode {mode}, {folder}: {exc}") from exc
         scorer_dirs = None if args.no_score else default_scorers(cfg.dataset, args.scorers, saved)
         log.info("writing %d %s samples of %s (%s) to %s", args.n, mode, cfg.model,
                  folder, out)
-        images, labels, sources = generate(model, cfg, mode, args.n, args.seed, args.data_dir)
+        images, labels, sources = draw(model, cfg, mode, args.n, args.seed, args.data_dir)
         sheet = {**({"notice": RECONSTRUCTION_NOTICE} if sources is not None else {}),
                  "format": args.format, "model": cfg.model, "dataset": cfg.dataset, "config": cfg.to_dict(),
-                 "checkpoint": str(folder.resolve()),
+                 "checkpoint": args.model or str(folder.resolve()),
                  "checkpoint_sha256": file_sha256(folder / "model.safetensors"),
                  "mode": mode, "conditional": cfg.conditional, "seed": args.seed,
                  "n": int(len(images)),
@@ -283,8 +266,13 @@ def main(argv=None) -> int:
                  "order": "class by class" if labels is not None else "as drawn"}
         sheet.update(score_set(images, labels, cfg.dataset, scorer_dirs, cfg,
                                min(args.score_n, len(images)), args.seed, args.data_dir))
-    except (ValueError, CheckpointError, DatasetError) as exc:
+    except (ValueError, CheckpointError, DatasetError, RegistryError) as exc:
         fail(PROG, str(exc))
+    except ConnectionError as exc:
+        fail(PROG, str(exc), 1)
+    finally:
+        if downloaded is not None:
+            shutil.rmtree(downloaded, ignore_errors=True)
     arrays = {"images": images} if labels is None else {"images": images, "labels": labels}
     if sources is not None:
         arrays["sources"] = sources

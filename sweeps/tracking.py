@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from sweeps.databases import mlflow_client
+from sweeps.model_registry import register_generator, supports_registry
 from sweeps.redact import redact_url
 from sweeps.tracking_server import bound_http_retries, server_answers
 
@@ -58,6 +59,7 @@ class SweepTracker:
         self.uri, self.sweep_dir = uri, str(sweep_dir)
         self.experiment_id, self.parent_run_id = experiment_id, parent_run_id
         self._client, self._runs, self._down = None, {}, False
+        self.registered = None  # models:/NAME/VERSION once the winner is registered
         bound_http_retries()
 
     def __getstate__(self):
@@ -153,6 +155,16 @@ class SweepTracker:
         """Each ranked trial's child run gets tag ``gensweep.rank`` and ``#rank`` in its name,
         so the runs table shows the winners."""
         self.call("ranks", [row.get("trial_id") for row in ranked])
+
+    def register_generator(self, checkpoint, name: str, tags: dict, sweep_id: str) -> None:
+        """The winner's checkpoint as a registered pyfunc model on the parent run
+        (``sweeps.model_registry``); a file store has no registry, so there it is skipped."""
+        if not supports_registry(self.uri):
+            log.info("no Model Registry at %s (a file store): the winner is not registered",
+                     redact_url(self.uri))
+            return
+        self.call("register", str(checkpoint), name, {k: str(v) for k, v in tags.items()},
+                  sweep_id)
 
     def finish(self, status: str) -> None:
         self.call("sweep_finish", status)
@@ -264,6 +276,10 @@ class SweepTracker:
             name = (run.info.run_name or "").split(" (#")[0]
             self.client.update_run(run.info.run_id, name=f"{name} (#{rank})")
 
+    def _op_register(self, checkpoint: str, name: str, tags: dict, sweep_id: str) -> None:
+        self.registered = register_generator(self.uri, self.parent_run_id, checkpoint, name,
+                                             tags, sweep_id)
+
     def _op_sweep_finish(self, status: str) -> None:
         self.client.set_terminated(self.parent_run_id, status)
 
@@ -329,4 +345,5 @@ OPERATIONS = {**TRIAL_OPERATIONS,
               "sweep_metrics": SweepTracker._op_sweep_metrics,
               "sweep_artifact": SweepTracker._op_sweep_artifact,
               "ranks": SweepTracker._op_ranks,
+              "register": SweepTracker._op_register,
               "sweep_finish": SweepTracker._op_sweep_finish}
