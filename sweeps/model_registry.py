@@ -123,3 +123,11 @@ def fetch_checkpoint(model_uri: str, tracking_uri: str, into: Path) -> Path:
         raise RegistryError(f"--model {model_uri}: not a gensweep generator (no "
                             f"artifacts/{CHECKPOINT_ARTIFACT}/model.safetensors)")
     return folder
+
+
+def source_run(model_folder: Path) -> str | None:
+    """The run a downloaded model was logged on (its MLmodel's ``run_id``)."""
+    import yaml
+
+    path = Path(model_folder) / "MLmodel"
+    return yaml.safe_load(path.read_text()).get("run_id") if path.is_file() else None

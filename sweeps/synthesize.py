@@ -60,7 +60,8 @@ from scorers.spec import KINDS
 from sweeps import dataset_formats as formats
 from sweeps import sweep_record
 from sweeps.dataset_formats import FORMATS
-from sweeps.model_registry import RegistryError, fetch_checkpoint
+from sweeps.mlflow_datasets import log_export
+from sweeps.model_registry import RegistryError, fetch_checkpoint, source_run
 from sweeps.presets import PRESETS
 from sweeps.redact import redact_url
 from sweeps.tracking_server import bound_http_retries, check_reachable
@@ -166,6 +167,16 @@ def registered_checkpoint(model_uri: str, tracking_uri: str | None, into: Path) 
     return folder
 
 
+def generator_run(args, saved: dict | None, downloaded: Path | None) -> tuple:
+    """(tracking URI, run id) of the MLflow run that holds the generator, the sweep's
+    parent run; (None, None) for a checkpoint folder outside MLflow."""
+    if saved and saved.get("parent_run_id") and saved.get("mlflow_uri"):
+        return saved["mlflow_uri"], saved["parent_run_id"]
+    if downloaded is not None:
+        return args.mlflow_uri, source_run(downloaded)
+    return None, None
+
+
 def score_set(images, labels, dataset: str, scorer_dirs: dict, cfg, score_n: int, seed: int,
               data_dir) -> dict:
     """The datasheet's scorecard of a seeded sample of the set (see the module doc), and
@@ -236,13 +247,15 @@ def main(argv=None) -> int:
                    f"--mode class-gmm")
     if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
         fail(PROG, f"--out {out}: the folder {out.parent} does not exist or is not writable")
-    saved, downloaded = None, None
+    saved, downloaded, tracked = None, None, (None, None)
     try:
         if args.run:
             folder, saved = sweep_record.trial_checkpoint(Path(args.run), args.trial)
+            tracked = generator_run(args, saved, None)
         elif args.model:
             downloaded = Path(tempfile.mkdtemp(prefix="gensweep-model-"))
             folder = registered_checkpoint(args.model, args.mlflow_uri, downloaded)
+            tracked = generator_run(args, None, downloaded)
         else:
             folder = checkpoint_folder(Path(args.checkpoint))
         model, cfg, _ = load_generator(folder)
@@ -291,6 +304,15 @@ def main(argv=None) -> int:
     print(f"wrote {out} ({len(images)} images, {mode}, {args.format}), "
           f"{beside.with_suffix('.png')}, {beside.with_suffix('.json')}"
           + (f"; {shown}" if shown else ""))
+    if tracked[1]:
+        try:
+            log_export(*tracked, out, len(images), {"mode": mode, "format": args.format,
+                                                    "seed": args.seed,
+                                                    "generator": sheet["checkpoint"]})
+            print(f"logged as a dataset input of run {tracked[1]}")
+        except Exception as exc:  # the export is written; MLflow only misses its record
+            print(f"warning: the export is written, but MLflow ({redact_url(tracked[0])}) did "
+                  f"not record it: {exc}", file=sys.stderr)
     if sources is not None:
         print(f"warning: {RECONSTRUCTION_NOTICE}", file=sys.stderr)
     for space, words in sheet["data_copying"].items():

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from sweeps.databases import mlflow_client
+from sweeps.mlflow_datasets import trial_inputs
 from sweeps.model_registry import register_generator, supports_registry
 from sweeps.redact import redact_url
 from sweeps.tracking_server import bound_http_retries, server_answers
@@ -307,6 +308,9 @@ class SweepTracker:
                       STATUS_TAG: "running", **confirms}).info.run_id
             self.client.log_batch(
                 run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        inputs = trial_inputs(params)
+        if inputs:  # idempotent: MLflow links a run to a (name, digest) once
+            self.client.log_inputs(run_id, datasets=inputs)
         self._runs[trial_id] = run_id
         return run_id
 

@@ -85,6 +85,11 @@ def test_loaded_by_name_it_draws_what_synthesize_draws(registered, tmp_path, mon
     assert np.array_equal(exports["--model"][0], drawn)
     sheet = json.loads((tmp_path / "model.json").read_text())
     assert sheet["checkpoint"] == registered["first"]
+    # the export from the registry is named on the run that logged the generator
+    run = registered["client"].get_run(registered["run_id"])
+    (synthetic,) = [i for i in run.inputs.dataset_inputs if i.tags[0].value == "synthetic"]
+    assert synthetic.dataset.name == "synthetic-model.npz"
+    assert json.loads(synthetic.dataset.source)["generator"] == registered["first"]
 
     net, cfg, _ = load_generator(registered["checkpoint"])
     threes = model.predict({"n": 12, "class": 3, "sampler": "class-gmm", "seed": 5})

@@ -90,6 +90,18 @@ def test_smoke_sweep_logs_everything(tmp_path, mlflow_server):
     best = json.loads((storage / "best_config.json").read_text())
     assert best["scores"]["ts_500_mean"] == max(c.data.metrics["ts_500_mean"] for c in children)
     assert state["parent_run_id"] == parent.info.run_id
+    # the winner is a registered model, tagged with its trial, its scores and the sweep
+    assert "registered model: models:/gensweep-mnist-vaegan/1" in r.stdout
+    (version,) = client.search_model_versions("name = 'gensweep-mnist-vaegan'")
+    assert version.run_id == parent.info.run_id
+    assert version.tags["trial_id"] == best["trial_id"]
+    assert float(version.tags["ts_500_mean"]) == pytest.approx(best["scores"]["ts_500_mean"],
+                                                               rel=1e-5)
+    assert version.tags["scorer.vit.id"] == parent.data.tags["scorer.vit.id"]
+    # each child run names the real data it trained on and was scored against
+    for run in children:
+        named = {(i.dataset.name, i.tags[0].value) for i in run.inputs.dataset_inputs}
+        assert named == {("mnist-train", "training"), ("mnist-test", "evaluation")}
 
 
 def _sweep_id(storage: Path) -> str:

@@ -65,3 +65,24 @@ def test_a_restarted_tuning_drops_the_kept_calls_of_its_old_trials(tracker, monk
     tracker._down = False
     tracker.delete_children()
     assert journal(tracker) == ["sweep_metrics"]  # the parent's call stays
+
+
+def test_each_child_run_names_the_real_data_it_trained_and_was_scored_on(tracker):
+    """MLflow dataset inputs: the train and test splits with their digests; a trial started
+    again (a replay, a resumed driver) links them once; another subset seed, another
+    digest."""
+    params = {"dataset": "mnist", "subset": 600, "test_subset": 300, "seed": 0, "lr": 0.1}
+    tracker.trial_started("t1", "trial_t1", params)
+    pickle.loads(pickle.dumps(tracker)).trial_started("t1", "trial_t1", params)
+    tracker.trial_started("t2", "trial_t2", {**params, "seed": 1000})
+    client = MlflowClient(tracker.uri)
+    runs = {r.data.tags[tracking.TRIAL_TAG]: r for r in client.search_runs(
+        [tracker.experiment_id], f"tags.`mlflow.parentRunId` = '{tracker.parent_run_id}'")}
+    inputs = {t: {(i.dataset.name, i.tags[0].value): i.dataset
+                  for i in r.inputs.dataset_inputs} for t, r in runs.items()}
+    assert set(inputs["t1"]) == {("mnist-train", "training"), ("mnist-test", "evaluation")}
+    train = inputs["t1"][("mnist-train", "training")]
+    source = json.loads(train.source)
+    assert source["md5"]["train-images-idx3-ubyte"] == "6bbc9ace898e44ae57da46a324031adb"
+    assert source["subset"] == 600 and json.loads(train.profile)["num_rows"] == 600
+    assert inputs["t2"][("mnist-train", "training")].digest != train.digest
