@@ -5,7 +5,8 @@ Keys are flat (``scorers.keys``), so they go straight into Ray Tune results and 
 metrics. For each sample count n the first n samples are scored: the IS formula (10 splits)
 over the scorer's probabilities, and, in its features against the first n images of the real
 reference half, FID, KID, MMD, 1-NN, precision, recall, density and coverage, plus
-predicted-class coverage.
+predicted-class coverage; at the largest n, the 95% bootstrap interval over the samples of
+FID (in narrow features), KID and coverage (``scorers.bootstrap``).
 
 MMD's Gaussian bandwidth is the median pairwise distance of the reference images (one
 kernel for every trial of a sweep). The real-data ceiling (``ceiling``) is the same
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scorers import metrics
+from scorers import bootstrap, metrics
 from scorers.copying import copying_statistic
 from scorers.fid import frechet_distance_to_reference
 from scorers.images import as_unit_float
@@ -54,7 +55,8 @@ def score_predictions(kind: str, probs: np.ndarray, feats: np.ndarray, reference
     n). ``probs``/``feats`` hold at least max(ns) sample rows, in sample order.
     """
     out: dict[str, float] = {}
-    for n in check_ns(ns):
+    ns = check_ns(ns)
+    for n in ns:
         if len(probs) < n:
             raise ValueError(f"{len(probs)} samples given but n={n} requested; expected at "
                              f"least {n} images")
@@ -63,7 +65,13 @@ def score_predictions(kind: str, probs: np.ndarray, feats: np.ndarray, reference
         ref = reference(n)
         stats = dict(zip(("mean", "std"), metrics.inception_score(fake_p, IS_SPLITS)))
         stats["fid"] = frechet_distance_to_reference(ref, fake_f)
-        stats.update(two_sample_to_reference(ref, fake_f))
+        # the sample-set spread, at the largest n only: it is the number reported
+        resamples = bootstrap.resample_counts(n) if n == max(ns) else None
+        stats.update(two_sample_to_reference(ref, fake_f, resamples))
+        if resamples is not None and fake_f.shape[1] <= bootstrap.FID_MAX_DIM:
+            stats["fid_lo"], stats["fid_hi"] = bootstrap.interval(stats["fid"], np.array(
+                [frechet_distance_to_reference(ref, np.repeat(fake_f, w.astype(int), axis=0))
+                 for w in resamples]))
         cov = metrics.class_coverage(fake_p, n_classes=N_CLASSES)
         stats.update(class_coverage=cov["coverage"], class_entropy=cov["class_entropy"])
         out.update({score_key(kind, n, stat): value for stat, value in stats.items()})

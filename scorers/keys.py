@@ -13,6 +13,9 @@ Inception and Transformer Scores) and a sample count n (label L: 1000 -> ``1k``,
     precision_K_L, recall_K_L                  k-NN precision and recall (k = 3)
     density_K_L, knn_coverage_K_L              k-NN density and coverage (k = 5)
     class_coverage_K_L, class_entropy_K_L      predicted-class coverage and entropy
+    fid_K_L_lo, kid_K_L_lo, knn_coverage_K_L_lo  (and _hi) their 95% bootstrap interval
+                                               over the samples, at the largest n (FID's
+                                               in features of at most 512 dimensions)
 
 ``class_coverage`` was ``coverage_K_L`` before precision and recall came (16ac32f and
 earlier); the k-NN coverage of Naeem et al. is ``knn_coverage``, so no name changed meaning.
@@ -41,8 +44,13 @@ PATTERNS = {
     "precision": "precision_{k}_{n}", "recall": "recall_{k}_{n}",
     "density": "density_{k}_{n}", "knn_coverage": "knn_coverage_{k}_{n}",
     "class_coverage": "class_coverage_{k}_{n}", "class_entropy": "class_entropy_{k}_{n}",
+    # 95% bootstrap intervals over the samples, at the largest n (``scorers.bootstrap``)
+    "fid_lo": "fid_{k}_{n}_lo", "fid_hi": "fid_{k}_{n}_hi",
+    "kid_lo": "kid_{k}_{n}_lo", "kid_hi": "kid_{k}_{n}_hi",
+    "knn_coverage_lo": "knn_coverage_{k}_{n}_lo", "knn_coverage_hi": "knn_coverage_{k}_{n}_hi",
 }
-STATS = tuple(PATTERNS)
+INTERVAL_STATS = ("fid_lo", "fid_hi", "kid_lo", "kid_hi", "knn_coverage_lo", "knn_coverage_hi")
+STATS = tuple(k for k in PATTERNS if k not in INTERVAL_STATS)  # scored at every n
 # what an objective maximises: scorer kinds (their IS-formula mean) and "cas"
 OBJECTIVES = {"ts": ("vit",), "is": ("inception",), "is+ts": ("inception", "vit"),
               "cas": ("cas",), "ts+cas": ("vit", "cas"), "is+cas": ("inception", "cas"),

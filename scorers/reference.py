@@ -34,7 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg
 
-from scorers import two_sample
+from scorers import bootstrap, two_sample
+from scorers.bootstrap import coverage_hits
 from scorers.arrays import as_matrix, row_blocks, sq_dists_from_gram, sq_norms
 
 KID_SUBSETS = 100
@@ -165,7 +166,8 @@ def reference_stats(real_feats) -> ReferenceStats:
                           kid_iy=kid_iy, kid_xx=kid_xx)
 
 
-def two_sample_to_reference(ref: ReferenceStats, fake_feats) -> dict[str, float]:
+def two_sample_to_reference(ref: ReferenceStats, fake_feats,
+                            resamples: np.ndarray | None = None) -> dict[str, float]:
     """KID, MMD, 1-NN, precision, recall, density and coverage of ``fake_feats`` (n, D)
     against the reference of n points, reusing its side.
 
@@ -173,6 +175,9 @@ def two_sample_to_reference(ref: ReferenceStats, fake_feats) -> dict[str, float]
     ``KID_SEED``), ``mmd`` (at ``ref.mmd_sigma``), ``nn1_acc``/``nn1_real``/``nn1_fake``,
     ``precision``, ``recall``, ``density`` and ``knn_coverage``. Both inner-product matrices
     (n x n) are held at once: 400 MB at n = 5000, the most a score takes (``check_ns``).
+    With ``resamples`` (``scorers.bootstrap.resample_counts``), also the 95% bootstrap
+    interval over the samples of KID and coverage (``kid_lo``, ``kid_hi``,
+    ``knn_coverage_lo``, ``knn_coverage_hi``), from the matrices computed here.
     """
     b = ref.sample_feats(fake_feats)
     a = ref.feats
@@ -192,6 +197,7 @@ def two_sample_to_reference(ref: ReferenceStats, fake_feats) -> dict[str, float]
     in_real_ball = np.zeros(m, bool)    # precision: a real k-NN ball holds the sample
     real_in_fake_ball = np.empty(n, bool)  # recall: a sample's k-NN ball holds the real point
     density_count = np.zeros(m)         # density: how many real k-NN balls hold the sample
+    boot_covered = None if resamples is None else np.empty((n, len(resamples)), bool)
     for lo, hi in row_blocks(n, m):
         dist = sq_dists_from_gram(g_ab[lo:hi], ref.sq_norms[lo:hi], b_sq)
         real_to_fake[lo:hi] = dist.min(axis=1)
@@ -199,7 +205,10 @@ def two_sample_to_reference(ref: ReferenceStats, fake_feats) -> dict[str, float]
         # strict "<", as prdc: a point exactly on a ball's edge is outside
         in_real_ball |= (dist < ref.knn_sq_radius[PR_K][lo:hi, None]).any(axis=0)
         real_in_fake_ball[lo:hi] = (dist < fake_radius[PR_K][None, :]).any(axis=1)
-        density_count += (dist < ref.knn_sq_radius[DC_K][lo:hi, None]).sum(axis=0)
+        in_ball = dist < ref.knn_sq_radius[DC_K][lo:hi, None]
+        density_count += in_ball.sum(axis=0)
+        if boot_covered is not None:
+            boot_covered[lo:hi] = coverage_hits(in_ball, resamples)
         xy_sum += np.exp(-dist / two_sigma2).sum()
         two_sample.poly_kernel_inplace(g_ab[lo:hi], 1.0 / d, KID_COEF0, KID_DEGREE)
     # 1-NN ties go to the lower pooled index, and real rows come first: a tie is "real"
@@ -217,6 +226,12 @@ def two_sample_to_reference(ref: ReferenceStats, fake_feats) -> dict[str, float]
     else:
         mmds = ref.kid_xx + _kid_sample_terms(ref.kid_ix, ref.kid_iy, g_ab, g_bb)
         out["kid_mean"], out["kid_std"] = float(mmds.mean()), float(mmds.std(ddof=0))
+    if resamples is not None:
+        out["knn_coverage_lo"], out["knn_coverage_hi"] = bootstrap.interval(
+            out["knn_coverage"], boot_covered.mean(axis=0))
+        out["kid_lo"], out["kid_hi"] = bootstrap.interval(
+            out["kid_mean"], bootstrap.kid_replicate_shifts(g_bb, g_ab.sum(axis=0), n,
+                                                             resamples))
     return out
 
 

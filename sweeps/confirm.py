@@ -50,6 +50,18 @@ def headline(ns) -> dict:
             memo_key("pixels", n, "copying"): ("copying C_T (pixels; 0 is ideal)", True)}
 
 
+def sample_spread(key: str, row: dict) -> float | None:
+    """Half the 95% spread that comes from the finite sample set, for one trial: 1.96 x the
+    IS/TS split deviation, or half the bootstrap interval of FID, KID and coverage
+    (``scorers.bootstrap``); None for a measure with neither."""
+    if key.endswith("_mean") and key.startswith(("is_", "ts_")):
+        std = row.get(key[:-len("_mean")] + "_std")
+        return 1.959963984540054 * std if _finite(std) else None
+    base = key[:-len("_mean")] if key.startswith("kid_") else key
+    lo, hi = row.get(base + "_lo"), row.get(base + "_hi")
+    return (hi - lo) / 2.0 if _finite(lo) and _finite(hi) else None
+
+
 def dominance_measures(ns) -> tuple:
     """What the data is for: utility, coverage, and the distance to the real data."""
     n = max(ns)
@@ -77,7 +89,8 @@ def _finite(value) -> bool:
 def summarise(confirm_rows: list[dict], search_rows: list[dict], ns) -> list[dict]:
     """One entry per confirmed configuration: the search trial it repeats, its
     hyperparameters, and for every headline measure the fresh seeds' values, their mean and
-    standard deviation, beside the search trial's own value."""
+    standard deviation, beside the search trial's own value; and the spread of one seed's
+    finite sample set (``sample``: the mean over seeds of ``sample_spread``)."""
     by_id = {r["trial_id"]: r for r in search_rows}
     out = {}
     for row in confirm_rows:
@@ -89,9 +102,13 @@ def summarise(confirm_rows: list[dict], search_rows: list[dict], ns) -> list[dic
         for key in headline(ns):
             if row["status"] == "finished" and _finite(row.get(key)):
                 entry["values"].setdefault(key, []).append(float(row[key]))
+                half = sample_spread(key, row)
+                if half is not None:
+                    entry.setdefault("halves", {}).setdefault(key, []).append(half)
     for entry in out.values():
         entry["mean"] = {k: sum(v) / len(v) for k, v in entry["values"].items()}
         entry["sd"] = {k: _sd(v) for k, v in entry["values"].items()}
+        entry["sample"] = {k: sum(v) / len(v) for k, v in entry.pop("halves", {}).items()}
     return list(out.values())
 
 
@@ -194,7 +211,8 @@ def table(entries: list[dict], decision: dict, objective: str, ns) -> str:
     order = {c: i for i, c in enumerate(decision["ranking"])}
     rows = sorted(entries, key=lambda e: order.get(e["confirms"], len(order)))
     lines = [f"confirmed on fresh seeds (mean +- SD over {max(len(e['seeds']) for e in entries)}"
-             f" seeds; the search trial's own value in brackets):"]
+             f" seeds; ~ the 95% spread of one seed's sample set; the search trial's own "
+             f"value in brackets):"]
     for e in rows:
         cells = []
         for k in keys:
@@ -202,6 +220,8 @@ def table(entries: list[dict], decision: dict, objective: str, ns) -> str:
                 continue
             sd = e["sd"].get(k, float("nan"))
             spread = f" +- {sd:.3g}" if math.isfinite(sd) else ""
+            if k in e.get("sample", {}):
+                spread += f" ~{e['sample'][k]:.2g}"
             own = e["search"].get(k)
             cells.append(f"{names.get(k, (k,))[0]} {e['mean'][k]:.4g}{spread}"
                          + (f" [{own:.4g}]" if _finite(own) else ""))
@@ -215,20 +235,22 @@ def table(entries: list[dict], decision: dict, objective: str, ns) -> str:
 
 def write_confirmed(sweep_dir: Path, entries: list[dict], ns) -> Path:
     """``confirmed.csv``: one row per confirmed configuration, every headline measure's
-    mean, SD and seed count, and the search trial's own value."""
+    mean, SD and seed count, the half-width of one seed's sample-set spread, and the search
+    trial's own value."""
     import csv
 
     path = Path(sweep_dir) / "confirmed.csv"
     keys = list(headline(ns))
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["confirms", "seeds", "statuses"] + [f"{k}_{s}" for k in keys
-                                                            for s in ("mean", "sd", "n", "search")])
+        writer.writerow(["confirms", "seeds", "statuses"] + [
+            f"{k}_{s}" for k in keys for s in ("mean", "sd", "n", "sample_halfwidth", "search")])
         for e in entries:
             writer.writerow([e["confirms"], " ".join(map(str, e["seeds"])),
                              " ".join(e["statuses"])]
                             + [v for k in keys for v in (e["mean"].get(k), e["sd"].get(k),
                                                         len(e["values"].get(k, [])),
+                                                        e.get("sample", {}).get(k),
                                                         e["search"].get(k))])
     return path
 

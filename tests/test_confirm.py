@@ -90,3 +90,26 @@ def test_a_configuration_better_on_utility_coverage_or_fid_is_named():
     assert "coverage" not in said  # equal coverage: nothing to say
     text = confirm.table(confirm.summarise(rows, [], NS), decision, TS, NS)
     assert "winner: a" in text and "warning: b beats the winner a on CAS" in text
+
+
+def test_the_sample_set_spread_is_shown_beside_the_seed_spread(tmp_path):
+    """Per configuration: 1.96 x the TS split deviation, half the bootstrap interval of
+    coverage and KID, averaged over the seeds; in the table and in confirmed.csv."""
+    kid = "kid_inception_5k_mean"
+    rows = [row("x1", "a", 1000, **{TS: 7.0, "ts_5k_std": 0.10, COVERAGE: 0.5,
+                                    COVERAGE + "_lo": 0.46, COVERAGE + "_hi": 0.54,
+                                    kid: 0.2, "kid_inception_5k_lo": 0.18,
+                                    "kid_inception_5k_hi": 0.22}),
+            row("x2", "a", 1001, **{TS: 7.4, "ts_5k_std": 0.20, COVERAGE: 0.6,
+                                    COVERAGE + "_lo": 0.54, COVERAGE + "_hi": 0.66,
+                                    kid: 0.3})]  # a trial without the interval
+    (entry,) = confirm.summarise(rows, [search("a", **{TS: 9.9})], NS)
+    assert entry["sample"][TS] == pytest.approx(1.959963984540054 * 0.15)
+    assert entry["sample"][COVERAGE] == pytest.approx(0.05)
+    assert entry["sample"][kid] == pytest.approx(0.02)
+    decision = confirm.verdict([entry], [TS], NS)
+    assert "TS 7.2 +- 0.283 ~0.29 [9.9]" in confirm.table([entry], decision, TS, NS)
+    import csv
+    with open(confirm.write_confirmed(tmp_path, [entry], NS)) as fh:
+        (written,) = list(csv.DictReader(fh))
+    assert float(written[f"{COVERAGE}_sample_halfwidth"]) == pytest.approx(0.05)
