@@ -127,3 +127,26 @@ def test_optuna_dashboard_names_the_objective(served_sweep, tmp_path):
     assert study, studies
     dom = chromium(f"{s['optuna']}/dashboard/studies/{study[0]['study_id']}", tmp_path / "p5")
     assert "ts_500_mean" in dom and "Objective 0" not in dom, dom[-3000:]
+
+
+def test_the_registered_winner_and_the_datasets_show_in_the_ui(served_sweep, tmp_path):
+    """The Model Registry's page of the sweep's winner, its version's tags; a child run's
+    datasets (the real splits it trained and was scored on)."""
+    s = served_sweep
+    best = json.loads((s["storage"] / "best_config.json").read_text())
+    # the "Model training" view, as the sweep's links ask for (sweeps.ui.runs_url)
+    url = f"{s['mlflow']}/#/models/gensweep-mnist-vae/versions/1?workflowType=machine_learning"
+    text = visible_text(chromium(url, tmp_path / "p6"))
+    assert "gensweep-mnist-vae" in text and "Version 1" in text, text[-3000:]
+    assert best["trial_id"] in text and "ts_500_mean" in text, text[-3000:]  # its tags
+    chromium(url, tmp_path / "p7", screenshot=shots_dir(tmp_path) / "mlflow_model.png")
+
+    exp = s["saved"]["experiment_id"]
+    _, _, children = fk.mlflow_runs(f"sqlite:///{s['storage'] / 'mlflow.db'}")
+    run = (f"{s['mlflow']}/#/experiments/{exp}/runs/{children[0].info.run_id}"
+           f"?workflowType=machine_learning")
+    text = visible_text(chromium(run, tmp_path / "p8"))
+    # the overview lists the first dataset with its digest and context, "+1" for the other
+    train = [i.dataset for i in children[0].inputs.dataset_inputs if i.dataset.name == "mnist-train"]
+    assert f"Datasets mnist-train ({train[0].digest}) training +1" in text, text[-3000:]
+    chromium(run, tmp_path / "p9", screenshot=shots_dir(tmp_path) / "mlflow_datasets.png")
