@@ -87,6 +87,19 @@ def cas_key(n: int, ratio: bool = False) -> str:
     return f"cas_{n_label(n)}" + ("_ratio" if ratio else "")
 
 
+AUGMENT_STATS = ("real", "augmented", "more_real", "gain", "recovered")
+
+
+def augment_key(n: int, stat: str, sd: bool = False) -> str:
+    """The augmentation utility of n generated images (``scorers.augmentation``):
+    ``augment_real_5k`` (the scarce real images alone), ``augment_augmented_5k``,
+    ``augment_more_real_5k``, ``augment_gain_5k`` (each with ``_sd`` over classifier seeds)
+    and ``augment_recovered_5k``."""
+    if stat not in AUGMENT_STATS:
+        raise ValueError(f"augmentation {stat!r} unknown; expected one of {AUGMENT_STATS}")
+    return f"augment_{stat}_{n_label(n)}" + ("_sd" if sd else "")
+
+
 MEMO_STATS = ("near_copies", "authenticity", "copying")
 MEMO_SPACES = ("pixels", "vit")  # where samples are compared with the training images
 

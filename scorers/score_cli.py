@@ -33,7 +33,7 @@ from scorers.scorer_cache import (ensure_scorer, is_complete, load_scorer, read_
                                   scorer_dir_for)
 from scorers.spec import KINDS, TrainSpec
 from scorers.utility import check_labelled
-from trainables.cli import ArgumentParser, fail, setup_logging
+from trainables.cli import ArgumentParser, fail, positive_int, setup_logging
 from trainables.datasets import DATASETS, DatasetError
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,15 @@ def parser() -> ArgumentParser:
     p.add_argument("--cas", action="store_true",
                    help="require labels: fail if the file has none (CAS is given whenever "
                         "it has them)")
+    p.add_argument("--augment", action="store_true",
+                   help="also the augmentation utility of the labelled samples: does adding "
+                        "them to the scarce real images the generator trained on (see "
+                        "--train-per-class) train a better classifier? (scorers/augmentation.py)")
+    p.add_argument("--train-per-class", type=positive_int, metavar="N",
+                   help="with --augment: the generator trained on N real images per class "
+                        "(gensweep train --train-per-class N --seed S)")
+    p.add_argument("--train-seed", type=int, default=0,
+                   help="with --augment: the generator's --seed, which drew those images")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--data-dir", help="folder with the dataset's IDX files")
     p.add_argument("--cache-root", help="scorer cache root (default $GENSWEEP_CACHE_DIR/scorers)")
@@ -110,6 +119,25 @@ def table(kind: str, scores: dict, ns) -> str:
     return "\n".join("  " + "  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [heads, *rows])
 
 
+def augment(images, labels, n: int, args) -> dict:
+    """The augmentation utility of n of the labelled samples (a seeded pick, so a
+    class-sorted file still gives every class) against the scarce real images the generator
+    trained on."""
+    from scorers.augmentation import augmentation_utility, other_real, reference_test_set
+    from trainables.datasets import load_dataset, stratified_index
+
+    data = load_dataset(args.dataset, args.data_dir)
+    scarce = stratified_index(data.train.labels, 10 * args.train_per_class, args.train_seed)
+    pick = np.random.default_rng(args.train_seed).permutation(len(images))[:n]
+    log.info("augmentation utility: %d real images, + %d generated or + %d more real; 3 "
+             "classifiers x %d seeds", len(scarce), n, n, 3)
+    return augmentation_utility(
+        (data.train.images[scarce], data.train.labels[scarce]),
+        ((images[pick] * 255).round().astype(np.uint8), labels[pick]),
+        other_real(data.train.images, data.train.labels, scarce, n, args.train_seed),
+        reference_test_set(data))
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     setup_logging(args.verbose)
@@ -149,8 +177,15 @@ def main(argv=None) -> int:
                 raise ValueError(f"--samples {args.samples} has no labels, so no CAS; give an "
                                  f".npz with a 'labels' array (gensweep synthesize --mode "
                                  f"class-gmm writes one) or leave out --cas")
-        elif args.cas:
-            raise ValueError("--cas scores labelled sample files; real-test is the ceiling")
+        elif args.cas or args.augment:
+            raise ValueError("--cas and --augment score labelled sample files; real-test is "
+                             "the ceiling")
+        if args.augment and (labels is None or not args.train_per_class):
+            raise ValueError("--augment needs a labelled --samples file (gensweep synthesize "
+                             "writes one) and --train-per-class N, the real images per class "
+                             "the generator trained on")
+        if args.train_per_class and not args.augment:
+            raise ValueError("--train-per-class is read by --augment only; add --augment")
     except ValueError as exc:
         fail(PROG, str(exc))
 
@@ -176,6 +211,8 @@ def main(argv=None) -> int:
         merged = scorecard(images, dataset=args.dataset, ns=ns, scorers=scorers,
                            labelled=None if labels is None else (images, labels),
                            training=TrainingImages(data_dir=args.data_dir))
+        if args.augment:
+            merged.update(augment(images, labels, max(ns), args))
     except (ValueError, DatasetError) as exc:
         fail(PROG, str(exc))
     if args.json:

@@ -50,11 +50,15 @@ def check_labelled(images, labels, name: str = "images") -> tuple[np.ndarray, np
     return x, y.astype(np.int64)
 
 
-def train_classifier(images, labels, seed: int = SEED):
-    """The fixed CNN trained on ``images`` / ``labels`` with the fixed recipe."""
+def train_classifier(images, labels, seed: int = SEED, steps: int | None = None):
+    """The fixed CNN trained on ``images`` / ``labels`` with the fixed recipe: ``EPOCHS``
+    passes, or exactly ``steps`` batches (passes over the images, the last one cut short),
+    so that sets of different sizes can get the same training."""
     import torch
 
     x, y = check_labelled(images, labels)
+    per_pass = -(-len(x) // BATCH)
+    steps = EPOCHS * per_pass if steps is None else steps
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = _network()
@@ -63,13 +67,17 @@ def train_classifier(images, labels, seed: int = SEED):
         xt, yt = torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
         loss_fn = torch.nn.CrossEntropyLoss()
         net.train()
-        for _ in range(EPOCHS):
+        done = 0
+        while done < steps:
             order = torch.randperm(len(xt), generator=gen)
             for start in range(0, len(xt), BATCH):
+                if done == steps:
+                    break
                 idx = order[start:start + BATCH]
                 opt.zero_grad()
                 loss_fn(net(xt[idx]), yt[idx]).backward()
                 opt.step()
+                done += 1
     return net.eval()
 
 

@@ -240,8 +240,9 @@ def test_cli_bad_input_exits_2(args, needle):
 
 
 # The Tune callback and the scheduler subclass Ray classes, so their modules import Ray;
-# only the sweep imports them, when it builds a Tuner.
-IMPORTS_RAY = ("sweeps.mlflow_callback", "sweeps.scheduler")
+# only the sweep imports them, when it builds a Tuner. The registered model's code
+# subclasses MLflow's PythonModel; only MLflow loads it (sweeps.model_registry logs its path).
+IMPORTS_RAY = ("sweeps.mlflow_callback", "sweeps.scheduler", "sweeps.generator_pyfunc")
 
 
 def test_packages_import_without_heavy_frameworks():

@@ -231,12 +231,13 @@ def locate(name: str, data_dir=None, allow_download: bool = True) -> Path:
                        + _how_to_get(name))
 
 
-def stratified_subset(images: np.ndarray, labels: np.ndarray, n: int, seed: int = 0):
-    """``n`` examples with the classes in the same proportions as the full split, seeded."""
+def stratified_index(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of ``n`` examples with the classes in the same proportions as
+    ``labels``, seeded (all of them if ``n`` covers the split)."""
     if n <= 0:
         raise ValueError(f"subset must be positive, got {n}")
     if n >= len(labels):
-        return images, labels
+        return np.arange(len(labels))
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(labels, return_counts=True)
     quota = np.floor(counts / counts.sum() * n).astype(int)
@@ -248,6 +249,14 @@ def stratified_subset(images: np.ndarray, labels: np.ndarray, n: int, seed: int 
         rng.choice(np.flatnonzero(labels == c), size=q, replace=False)
         for c, q in zip(classes, quota)])
     chosen.sort()
+    return chosen
+
+
+def stratified_subset(images: np.ndarray, labels: np.ndarray, n: int, seed: int = 0):
+    """``n`` examples with the classes in the same proportions as the full split, seeded."""
+    if n >= len(labels) > 0:
+        return images, labels
+    chosen = stratified_index(labels, n, seed)
     return images[chosen], labels[chosen]
 
 

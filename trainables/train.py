@@ -48,7 +48,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--conditional", action="store_true",
                    help="class-conditional networks: the label enters encoder, decoder and "
                         "discriminator, and samples of a chosen class can be drawn")
-    p.add_argument("--subset", type=positive_int, help="stratified train subset (images)")
+    scarce = p.add_mutually_exclusive_group()
+    scarce.add_argument("--subset", type=positive_int, help="stratified train subset (images)")
+    scarce.add_argument("--train-per-class", type=positive_int, metavar="N",
+                        help="train on N labelled images per class (= --subset 10N, seeded by "
+                             "--seed): the scarce real data that gensweep score --augment "
+                             "measures the generator's help against")
     p.add_argument("--test-subset", type=positive_int, help="stratified test subset (images)")
     p.add_argument("--train-images", type=positive_int,
                    help="an image budget instead of --epochs: train ceil(N / batch) steps")
@@ -81,7 +86,8 @@ def main(argv=None) -> int:
             adversarial_loss_scale=args.adversarial_loss_scale,
             reconstruction_layer=args.reconstruction_layer, equilibrium=args.equilibrium,
             margin=args.margin, conditional=args.conditional,
-            subset=args.subset, test_subset=args.test_subset,
+            subset=args.subset or (args.train_per_class and 10 * args.train_per_class),
+            test_subset=args.test_subset,
             train_images=args.train_images, report_images=args.report_images,
             lr_schedule=args.lr_schedule, sampler=args.sampler,
             seed=args.seed, n_samples=args.n_samples, data_dir=args.data_dir, device=args.device,
