@@ -55,3 +55,25 @@ def test_a_step_budget_trains_exactly_that_many_batches():
         assert len(steps) == utility.EPOCHS * 2
     finally:
         handle.remove()
+
+
+@pytest.mark.slow
+def test_gensweep_score_augment_reports_the_gain(tmp_path, smoke_scorers, capsys):
+    """``gensweep score --augment``: real training images as the 'samples' of a generator
+    trained on 10 per class; the JSON holds every arm, and the gain is positive."""
+    import json
+
+    from scorers import score_cli
+
+    data = load_dataset("mnist")
+    scarce = stratified_index(data.train.labels, 100, seed=3)
+    more = augmentation.other_real(data.train.images, data.train.labels, scarce, 1000, seed=4)
+    np.savez(tmp_path / "s.npz", images=more[0], labels=more[1])
+    assert score_cli.main(["--dataset", "mnist", "--samples", str(tmp_path / "s.npz"),
+                           "--n", "1000", "--augment", "--train-per-class", "10",
+                           "--train-seed", "3", "--json",
+                           *[f"--scorer-dir={k}={v}" for k, v in smoke_scorers.items()]]) == 0
+    scores = json.loads(capsys.readouterr().out)["scores"]
+    for stat in ("real", "augmented", "more_real", "gain"):
+        assert augment_key(1000, stat) in scores and augment_key(1000, stat, sd=True) in scores
+    assert scores[augment_key(1000, "gain")] > 0.03

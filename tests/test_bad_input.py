@@ -33,6 +33,7 @@ def files(tmp_path_factory, data_dir):
     imgs = np.zeros((50, 28, 28), np.uint8)
     np.savez(root / "labels-11.npz", images=imgs, labels=np.full(50, 11, np.uint8))
     np.savez(root / "labels-short.npz", images=imgs, labels=np.zeros(40, np.uint8))
+    np.savez(root / "labelled.npz", images=imgs, labels=np.arange(50, dtype=np.uint8) % 10)
     (root / "a-file").write_text("not a folder")
     (root / "not-a-scorer").mkdir()
     (root / "not-a-scorer" / "junk.txt").write_text("x")
@@ -122,6 +123,12 @@ CASES = [
          2, "has no labels, so no CAS"),
     case("score", ["--dataset", "mnist", "--samples", "real-test", "--n", "10", "--cas"], 2,
          "real-test is the ceiling"),
+    case("score", ["--dataset", "mnist", "--samples", f"{R}/labelled.npz", "--n", "10",
+                   "--augment"], 2, "--augment needs a labelled --samples file"),
+    case("score", ["--dataset", "mnist", "--samples", f"{R}/small.npy", "--n", "10",
+                   "--augment", "--train-per-class", "100"], 2, "--augment needs a labelled"),
+    case("score", ["--dataset", "mnist", "--samples", f"{R}/labelled.npz", "--n", "10",
+                   "--train-per-class", "100"], 2, "is read by --augment only"),
     case("score", ["--dataset", "mnist", "--samples", "real-test", "--n", "6000"], 2,
          "sample counts in 10..5000"),
     case("score", ["--dataset", "mnist", "--samples", "real-test", "--scorer-dir",
