@@ -35,7 +35,6 @@ import numpy as np
 from scipy import linalg
 
 from scorers import bootstrap, two_sample
-from scorers.bootstrap import coverage_hits
 from scorers.arrays import as_matrix, row_blocks, sq_dists_from_gram, sq_norms
 
 KID_SUBSETS = 100
@@ -208,7 +207,7 @@ def two_sample_to_reference(ref: ReferenceStats, fake_feats,
         in_ball = dist < ref.knn_sq_radius[DC_K][lo:hi, None]
         density_count += in_ball.sum(axis=0)
         if boot_covered is not None:
-            boot_covered[lo:hi] = coverage_hits(in_ball, resamples)
+            boot_covered[lo:hi] = bootstrap.coverage_hits(in_ball, resamples)
         xy_sum += np.exp(-dist / two_sigma2).sum()
         two_sample.poly_kernel_inplace(g_ab[lo:hi], 1.0 / d, KID_COEF0, KID_DEGREE)
     # 1-NN ties go to the lower pooled index, and real rows come first: a tie is "real"
