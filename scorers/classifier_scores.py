@@ -21,13 +21,12 @@ from scorers import bootstrap, metrics
 from scorers.copying import copying_statistic
 from scorers.fid import frechet_distance_to_reference
 from scorers.images import as_unit_float
-from scorers.keys import memo_key, score_key
+from scorers.keys import IS_SPLITS, memo_key, score_key
 from scorers.memorisation import memorisation
 from scorers.realsplit import HALF
 from scorers.reference import two_sample_to_reference
 from scorers.spec import N_CLASSES
 
-IS_SPLITS = 10
 
 
 def check_ns(ns) -> tuple[int, ...]:

@@ -34,6 +34,7 @@ scheduler judges trials by ``probe_ts_L``, the TS of L prior samples after every
 from __future__ import annotations
 
 PREFIX = {"inception": "is", "vit": "ts"}
+IS_SPLITS = 10  # the IS formula's splits: P_L_std is the deviation over these
 # stat -> key pattern; {p} the kind's prefix, {k} the kind, {n} the sample-count label
 PATTERNS = {
     "mean": "{p}_{n}_mean", "std": "{p}_{n}_std",

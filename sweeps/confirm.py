@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from scorers.keys import cas_key, memo_key, score_key
+from scorers.keys import IS_SPLITS, cas_key, memo_key, score_key
 
 CONFIRMS = "confirms"  # the config key naming the search trial a confirmation trial repeats
 SEED_OFFSET = 1000  # fresh seeds: the sweep's seed + 1000, + 1001, ... (the search uses +0)
@@ -51,12 +51,14 @@ def headline(ns) -> dict:
 
 
 def sample_spread(key: str, row: dict) -> float | None:
-    """Half the 95% spread that comes from the finite sample set, for one trial: 1.96 x the
-    IS/TS split deviation, or half the bootstrap interval of FID, KID and coverage
-    (``scorers.bootstrap``); None for a measure with neither."""
+    """Half the 95% spread that comes from the finite sample set, for one trial: for IS/TS
+    1.96 x the standard error of the mean over the splits (the split deviation, taken over
+    the ``IS_SPLITS`` split values with ddof 0, over sqrt(splits - 1)), or half the
+    bootstrap interval of FID, KID and coverage (``scorers.bootstrap``); None for a measure
+    with neither."""
     if key.endswith("_mean") and key.startswith(("is_", "ts_")):
         std = row.get(key[:-len("_mean")] + "_std")
-        return 1.959963984540054 * std if _finite(std) else None
+        return 1.959963984540054 * std / math.sqrt(IS_SPLITS - 1) if _finite(std) else None
     base = key[:-len("_mean")] if key.startswith("kid_") else key
     lo, hi = row.get(base + "_lo"), row.get(base + "_hi")
     return (hi - lo) / 2.0 if _finite(lo) and _finite(hi) else None

@@ -14,9 +14,11 @@ Input, one row per request (a pandas DataFrame or a dict of columns):
 Output: uint8 images (sum of n, 28, 28), the requests' draws one after another; a balanced
 labelled draw is class by class, n / 10 per class (``trainables.samples.balanced_labels``).
 The mixture samplers fit to the generator's training images, found as gensweep finds a
-dataset (``GENSWEEP_DATA_DIR``, the cache, or a download); ``prior`` needs no data.
+dataset (``GENSWEEP_DATA_DIR``, else the folder it was trained from, the cache, or a
+download); ``prior`` needs no data.
 """
 import math
+import os
 from pathlib import Path
 
 import mlflow
@@ -50,8 +52,10 @@ class GeneratorModel(PythonModel):
             if sampler not in GENERATED:
                 raise ValueError(f"sampler {sampler!r} is not one of {', '.join(GENERATED)}")
             label = int(_field(row, "class", -1))
+            # the user's data folder before the one the generator was trained from
             images, _, _ = draw(self.model, self.cfg, sampler, int(row["n"]),
                                 int(_field(row, "seed", 0)),
+                                data_dir=os.environ.get("GENSWEEP_DATA_DIR"),
                                 label=None if label < 0 else label)
             out.append(images)
         return np.concatenate(out) if out else np.zeros((0, 28, 28), np.uint8)

@@ -63,49 +63,78 @@ def checkpoint_sha256(checkpoint: Path) -> str:
 def register_generator(uri: str, run_id: str, checkpoint, name: str, tags: dict,
                        sweep_id: str) -> str:
     """Log ``checkpoint`` as a pyfunc model on run ``run_id`` and register it as ``name``;
-    returns ``models:/NAME/VERSION``. A version of this sweep and checkpoint that exists
-    already is returned as it is (a replayed call registers nothing twice)."""
+    returns ``models:/NAME/VERSION``. Idempotent, so a replayed call registers nothing
+    twice: a version of this sweep and checkpoint is returned as it is, and a model already
+    logged for them is registered rather than logged again. The identity tags are created
+    with the logged model and with the version, never in a later call."""
     import mlflow
     from mlflow import MlflowClient
 
     client = MlflowClient(uri, registry_uri=uri)
     sha = checkpoint_sha256(checkpoint)
+    identity = {SWEEP_TAG: sweep_id, SHA_TAG: sha}
     for version in _versions(client, name):
-        if version.tags.get(SWEEP_TAG) == sweep_id and version.tags.get(SHA_TAG) == sha:
+        if all(version.tags.get(k) == v for k, v in identity.items()):
             return f"models:/{name}/{version.version}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    with tempfile.TemporaryDirectory() as tmp:
-        # the weights and the config: not the optimiser's state, nor the grid
-        staged = Path(tmp) / CHECKPOINT_ARTIFACT
-        staged.mkdir()
-        for name_ in WEIGHTS:
-            shutil.copy2(Path(checkpoint) / name_, staged / name_)
-        # on the parent run; the sweep's writer sets its final status after this call
-        with mlflow.start_run(run_id=run_id):
-            info = mlflow.pyfunc.log_model(
-                name=ARTIFACT_NAME, python_model=str(CODE),
-                artifacts={CHECKPOINT_ARTIFACT: str(staged)}, code_paths=[str(TRAINABLES)],
-                signature=signature(), input_example=EXAMPLE, pip_requirements=REQUIREMENTS)
-    version = mlflow.register_model(info.model_uri, name)
-    for key, value in {**tags, SWEEP_TAG: sweep_id, SHA_TAG: sha}.items():
-        client.set_model_version_tag(name, version.version, key, str(value))
+    run = client.get_run(run_id)
+    logged = client.search_logged_models(
+        [run.info.experiment_id],
+        filter_string=f"tags.`{SWEEP_TAG}` = '{sweep_id}' AND tags.`{SHA_TAG}` = '{sha}'")
+    if logged:
+        model_uri = f"models:/{logged[0].model_id}"
+    else:
+        model_uri = _log(uri, client, run, checkpoint, identity)
+    version = mlflow.register_model(model_uri, name,
+                                    tags={**{k: str(v) for k, v in tags.items()}, **identity})
     log.info("registered the generator as models:/%s/%s", name, version.version)
     return f"models:/{name}/{version.version}"
 
 
+def _log(uri: str, client, run, checkpoint, identity: dict) -> str:
+    """Log the pyfunc on ``run``, leaving the run's status and this process's tracking
+    URIs as they were (the sweep's writer sets the parent run's final status)."""
+    import mlflow
+
+    before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            # the weights and the config: not the optimiser's state, nor the grid
+            staged = Path(tmp) / CHECKPOINT_ARTIFACT
+            staged.mkdir()
+            for name_ in WEIGHTS:
+                shutil.copy2(Path(checkpoint) / name_, staged / name_)
+            with mlflow.start_run(run_id=run.info.run_id):
+                info = mlflow.pyfunc.log_model(
+                    name=ARTIFACT_NAME, python_model=str(CODE),
+                    artifacts={CHECKPOINT_ARTIFACT: str(staged)},
+                    code_paths=[str(TRAINABLES)], signature=signature(),
+                    input_example=EXAMPLE, pip_requirements=REQUIREMENTS, tags=identity)
+        return info.model_uri
+    finally:
+        client.update_run(run.info.run_id, status=run.info.status)
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])
+
+
 def _versions(client, name: str) -> list:
+    """The registered versions of ``name``; none if the model is not registered yet (any
+    other failure is raised: a lookup that failed must not pass for "not registered")."""
     from mlflow.exceptions import MlflowException
 
     try:
         return client.search_model_versions(f"name = '{name}'")
-    except MlflowException:
-        return []
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return []
+        raise
 
 
 def fetch_checkpoint(model_uri: str, tracking_uri: str, into: Path) -> Path:
     """Download a registered generator's checkpoint folder into ``into``; RegistryError
-    naming the model if it does not exist or is not a gensweep generator."""
+    naming the model if it does not exist or is not a gensweep generator, ConnectionError
+    if the registry or its artifact store cannot be reached."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -116,8 +145,15 @@ def fetch_checkpoint(model_uri: str, tracking_uri: str, into: Path) -> Path:
         local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(into),
                                                     tracking_uri=tracking_uri)
     except MlflowException as exc:
-        raise RegistryError(f"--model {model_uri}: not in the registry at this tracking URI "
-                            f"({exc.message.splitlines()[0]})") from exc
+        why = (exc.message.splitlines() or [""])[0]
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise RegistryError(f"--model {model_uri}: not in the registry at this tracking "
+                                f"URI ({why})") from exc
+        raise ConnectionError(f"--model {model_uri}: the registry did not answer ({why})") \
+            from exc
+    except (OSError, ImportError) as exc:  # an artifact store that cannot be read from here
+        raise ConnectionError(f"--model {model_uri}: its files could not be downloaded "
+                              f"({exc})") from exc
     folder = Path(local) / "artifacts" / CHECKPOINT_ARTIFACT
     if not (folder / "model.safetensors").is_file():
         raise RegistryError(f"--model {model_uri}: not a gensweep generator (no "

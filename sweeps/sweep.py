@@ -392,27 +392,34 @@ def deliver_kept_calls(plan: SweepPlan, saved: dict) -> int:
                                  saved["parent_run_id"]).close()
 
 
-def register_winner(plan: SweepPlan, saved: dict, best: dict, confirmed: dict | None,
+def register_winner(plan: SweepPlan, saved: dict, best: dict, confirmation: dict | None,
                     tracker) -> None:
-    """Register the winner's checkpoint (the confirmed winner's search trial, else the best
-    trial) as ``gensweep-DATASET-SPACE``, its version tagged with the scores (the fresh
-    seeds' means and spreads when confirmed), the trial, the sweep and the scorers."""
+    """Register the winner's checkpoint (the confirmed winner's search trial, else the
+    top-ranked one) as ``gensweep-DATASET-SPACE``, its version tagged with the scores (the
+    fresh seeds' means and spreads when confirmed), whether a winner was declared, the
+    trial, the sweep and the scorers. A registration that cannot be prepared is a warning:
+    the sweep's results stand without it."""
     try:
         checkpoint, _ = sweep_record.trial_checkpoint(Path(plan.sweep_dir), best["trial_id"])
-    except ValueError as exc:
-        log.warning("the winner is not registered: %s", exc)
+        mine = next((e for e in (confirmation or {}).get("entries", [])
+                     if e["confirms"] == best["trial_id"]), None)
+        if mine:
+            scores = {**{f"confirmed_{k}_mean": v for k, v in mine["mean"].items()},
+                      **{f"confirmed_{k}_sd": v for k, v in mine["sd"].items()}}
+        else:
+            scores = {k: best[k] for k in (*plan.objective, *confirm.headline(plan.ns))
+                      if k in best}
+        declared = bool(confirmation and confirmation["decision"]["winner"])
+        tags = {**{k: f"{v:.6g}" for k, v in scores.items() if isinstance(v, (int, float))},
+                "trial_id": best["trial_id"], "objective": ",".join(plan.objective),
+                "confirmed": bool(mine), "winner_declared": declared,
+                "parent_run_id": tracker.parent_run_id,
+                "dataset": plan.request.dataset, "space": plan.request.space}
+        for kind, folder in (saved.get("scorers") or {}).items():
+            tags[f"scorer.{kind}.id"] = read_metadata(folder).get("scorer_id")
+    except (ValueError, OSError, KeyError) as exc:
+        log.warning("the winner is not registered in MLflow: %s", exc)
         return
-    if confirmed:
-        scores = {**{f"confirmed_{k}_mean": v for k, v in confirmed["mean"].items()},
-                  **{f"confirmed_{k}_sd": v for k, v in confirmed["sd"].items()}}
-    else:
-        scores = {k: best[k] for k in (*plan.objective, *confirm.headline(plan.ns)) if k in best}
-    tags = {**{k: f"{v:.6g}" for k, v in scores.items() if isinstance(v, (int, float))},
-            "trial_id": best["trial_id"], "objective": ",".join(plan.objective),
-            "confirmed": bool(confirmed), "parent_run_id": tracker.parent_run_id,
-            "dataset": plan.request.dataset, "space": plan.request.space}
-    for kind, folder in (saved.get("scorers") or {}).items():
-        tags[f"scorer.{kind}.id"] = read_metadata(folder).get("scorer_id")
     tracker.register_generator(checkpoint, model_name(plan.request.dataset, plan.request.space),
                                tags, plan.sweep_id)
 
@@ -459,7 +466,7 @@ def finish_sweep(plan: SweepPlan, saved: dict, rows: list[dict], ranked: list[di
         files.append(summary["best_config"])
         tracker.log_metrics({f"best_{m}": best[m] for m in metrics if m in best})
         tracker.tag_ranks(ranked)
-        register_winner(plan, saved, best, mine if confirm_rows else None, tracker)
+        register_winner(plan, saved, best, confirmation, tracker)
 
     both = [score_key(k, max(plan.ns), "mean") for k in ("inception", "vit")]
     front = report.pareto_front(rows, both)

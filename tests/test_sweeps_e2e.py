@@ -101,7 +101,7 @@ def test_smoke_sweep_logs_everything(tmp_path, mlflow_server):
     # each child run names the real data it trained on and was scored against
     for run in children:
         named = {(i.dataset.name, i.tags[0].value) for i in run.inputs.dataset_inputs}
-        assert named == {("mnist-train", "training"), ("mnist-test", "evaluation")}
+        assert named == {("mnist-train", "training"), ("mnist-test-reference", "evaluation")}
 
 
 def _sweep_id(storage: Path) -> str:

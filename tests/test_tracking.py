@@ -68,9 +68,9 @@ def test_a_restarted_tuning_drops_the_kept_calls_of_its_old_trials(tracker, monk
 
 
 def test_each_child_run_names_the_real_data_it_trained_and_was_scored_on(tracker):
-    """MLflow dataset inputs: the train and test splits with their digests; a trial started
-    again (a replay, a resumed driver) links them once; another subset seed, another
-    digest."""
+    """MLflow dataset inputs: the train subset and the test set's reference half, with
+    their digests; a trial started again (a replay, a resumed driver) links them once;
+    another subset seed, another training digest, the same reference."""
     params = {"dataset": "mnist", "subset": 600, "test_subset": 300, "seed": 0, "lr": 0.1}
     tracker.trial_started("t1", "trial_t1", params)
     pickle.loads(pickle.dumps(tracker)).trial_started("t1", "trial_t1", params)
@@ -80,7 +80,11 @@ def test_each_child_run_names_the_real_data_it_trained_and_was_scored_on(tracker
         [tracker.experiment_id], f"tags.`mlflow.parentRunId` = '{tracker.parent_run_id}'")}
     inputs = {t: {(i.dataset.name, i.tags[0].value): i.dataset
                   for i in r.inputs.dataset_inputs} for t, r in runs.items()}
-    assert set(inputs["t1"]) == {("mnist-train", "training"), ("mnist-test", "evaluation")}
+    assert set(inputs["t1"]) == {("mnist-train", "training"),
+                                 ("mnist-test-reference", "evaluation")}
+    scored = inputs["t1"][("mnist-test-reference", "evaluation")]
+    assert json.loads(scored.profile)["num_rows"] == 5000
+    assert scored.digest == inputs["t2"][("mnist-test-reference", "evaluation")].digest
     train = inputs["t1"][("mnist-train", "training")]
     source = json.loads(train.source)
     assert source["md5"]["train-images-idx3-ubyte"] == "6bbc9ace898e44ae57da46a324031adb"

@@ -51,9 +51,10 @@ def build_parser() -> ArgumentParser:
     scarce = p.add_mutually_exclusive_group()
     scarce.add_argument("--subset", type=positive_int, help="stratified train subset (images)")
     scarce.add_argument("--train-per-class", type=positive_int, metavar="N",
-                        help="train on N labelled images per class (= --subset 10N, seeded by "
-                             "--seed): the scarce real data that gensweep score --augment "
-                             "measures the generator's help against")
+                        help="train on about N labelled images per class (= --subset 10N: "
+                             "the classes in their proportions, seeded by --seed): the scarce "
+                             "real data that gensweep score --augment measures the generator's "
+                             "help against")
     p.add_argument("--test-subset", type=positive_int, help="stratified test subset (images)")
     p.add_argument("--train-images", type=positive_int,
                    help="an image budget instead of --epochs: train ceil(N / batch) steps")
