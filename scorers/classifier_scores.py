@@ -28,7 +28,6 @@ from scorers.reference import two_sample_to_reference
 from scorers.spec import N_CLASSES
 
 
-
 def check_ns(ns) -> tuple[int, ...]:
     """Sample counts as a sorted tuple of distinct ints in 10..5000 (IS needs 10 splits,
     the reference half has 5000 images)."""

@@ -17,6 +17,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from sweeps.redact import redact_url
+from sweeps.tracking_server import bound_http_retries, check_reachable
+
 log = logging.getLogger(__name__)
 
 CODE = Path(__file__).with_name("generator_pyfunc.py")
@@ -131,16 +134,22 @@ def _versions(client, name: str) -> list:
         raise
 
 
-def fetch_checkpoint(model_uri: str, tracking_uri: str, into: Path) -> Path:
+def fetch_checkpoint(model_uri: str, tracking_uri: str | None, into: Path) -> Path:
     """Download a registered generator's checkpoint folder into ``into``; RegistryError
-    naming the model if it does not exist or is not a gensweep generator, ConnectionError
-    if the registry or its artifact store cannot be reached."""
+    naming the model if it does not exist or is not a gensweep generator, ValueError
+    without a tracking URI, ConnectionError if the registry or its artifact store cannot be
+    reached."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     if not model_uri.startswith("models:/") or model_uri.count("/") < 2:
         raise RegistryError(f"--model {model_uri}: expected models:/NAME/VERSION (or "
                             f"models:/NAME@ALIAS)")
+    if not tracking_uri:
+        raise ValueError(f"--model {model_uri} needs the tracking URI of its registry: pass "
+                         f"--mlflow-uri URI or set MLFLOW_TRACKING_URI")
+    check_reachable(tracking_uri)
+    bound_http_retries()
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(into),
                                                     tracking_uri=tracking_uri)
@@ -158,6 +167,7 @@ def fetch_checkpoint(model_uri: str, tracking_uri: str, into: Path) -> Path:
     if not (folder / "model.safetensors").is_file():
         raise RegistryError(f"--model {model_uri}: not a gensweep generator (no "
                             f"artifacts/{CHECKPOINT_ARTIFACT}/model.safetensors)")
+    log.info("using %s, downloaded from %s", model_uri, redact_url(tracking_uri))
     return folder
 
 

@@ -64,7 +64,6 @@ from sweeps.mlflow_datasets import log_export
 from sweeps.model_registry import RegistryError, fetch_checkpoint, source_run
 from sweeps.presets import PRESETS
 from sweeps.redact import redact_url
-from sweeps.tracking_server import bound_http_retries, check_reachable
 from trainables.datasets import DatasetError, load_dataset
 from trainables.draws import MODES, UNLABELLED, check_mode, default_mode, draw
 
@@ -151,20 +150,6 @@ def checkpoint_folder(path: Path) -> Path:
                          f"(an interrupted run? resume it with gensweep train --resume)")
     log.info("using %s, the latest checkpoint of the run in %s", found[-1].name, path)
     return found[-1]
-
-
-def registered_checkpoint(model_uri: str, tracking_uri: str | None, into: Path) -> Path:
-    """The checkpoint folder of a registered generator, downloaded into ``into``;
-    ConnectionError if the tracking server does not answer, RegistryError if the model is
-    not there."""
-    if not tracking_uri:
-        raise ValueError(f"--model {model_uri} needs the tracking URI of its registry: pass "
-                         f"--mlflow-uri URI or set MLFLOW_TRACKING_URI")
-    check_reachable(tracking_uri)
-    bound_http_retries()
-    folder = fetch_checkpoint(model_uri, tracking_uri, into)
-    log.info("using %s, downloaded from %s", model_uri, redact_url(tracking_uri))
-    return folder
 
 
 def generator_run(args, saved: dict | None, downloaded: Path | None) -> tuple:
@@ -254,7 +239,7 @@ def main(argv=None) -> int:
             tracked = generator_run(args, saved, None)
         elif args.model:
             downloaded = Path(tempfile.mkdtemp(prefix="gensweep-model-"))
-            folder = registered_checkpoint(args.model, args.mlflow_uri, downloaded)
+            folder = fetch_checkpoint(args.model, args.mlflow_uri, downloaded)
             tracked = generator_run(args, None, downloaded)
         else:
             folder = checkpoint_folder(Path(args.checkpoint))
