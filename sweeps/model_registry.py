@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from sweeps.redact import redact_url
@@ -28,6 +30,7 @@ ARTIFACT_NAME, CHECKPOINT_ARTIFACT = "generator", "checkpoint"
 # what a user passes to predict; the prior, so checking it at log time needs no dataset
 EXAMPLE = {"n": 4, "class": -1, "sampler": "prior", "seed": 0}
 WEIGHTS = ("model.safetensors", "state.json")  # what load_generator reads
+_URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 SWEEP_TAG, SHA_TAG = "gensweep.sweep_id", "gensweep.checkpoint_sha256"
 # What the logged model needs beside its code (trainables travels with it).
 REQUIREMENTS = ["torch>=2.13,<2.14", "pythae==0.1.2", "numpy>=2.4,<2.5",
@@ -87,22 +90,20 @@ def register_generator(uri: str, run_id: str, checkpoint, name: str, tags: dict,
         model_uri = f"models:/{logged[0].model_id}"
     else:
         model_uri = _log(uri, client, run, checkpoint, identity)
-    version = mlflow.register_model(model_uri, name,
-                                    tags={**{k: str(v) for k, v in tags.items()}, **identity})
+    with _fluent_uris(uri):
+        version = mlflow.register_model(
+            model_uri, name, tags={**{k: str(v) for k, v in tags.items()}, **identity})
     log.info("registered the generator as models:/%s/%s", name, version.version)
     return f"models:/{name}/{version.version}"
 
 
 def _log(uri: str, client, run, checkpoint, identity: dict) -> str:
-    """Log the pyfunc on ``run``, leaving the run's status and this process's tracking
-    URIs as they were (the sweep's writer sets the parent run's final status)."""
+    """Log the pyfunc on ``run``, leaving the run's status as it was (the sweep's writer
+    sets the parent run's final status)."""
     import mlflow
 
-    before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with _fluent_uris(uri), tempfile.TemporaryDirectory() as tmp:
             # the weights and the config: not the optimiser's state, nor the grid
             staged = Path(tmp) / CHECKPOINT_ARTIFACT
             staged.mkdir()
@@ -117,8 +118,32 @@ def _log(uri: str, client, run, checkpoint, identity: dict) -> str:
         return info.model_uri
     finally:
         client.update_run(run.info.run_id, status=run.info.status)
+
+
+@contextmanager
+def _fluent_uris(uri: str):
+    """Point MLflow's fluent API (``log_model`` has no client form) at ``uri``, then put
+    the process back as it was: the module settings and the environment variables that
+    ``set_tracking_uri``/``set_registry_uri`` also write, which the caller's later clients
+    and every subprocess it starts would otherwise inherit."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry
+    from mlflow.tracking._tracking_service import utils as tracking
+
+    env = {k: os.environ.get(k) for k in _URI_ENV}
+    before = (tracking._tracking_uri, registry._registry_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
         mlflow.set_tracking_uri(before[0])
-        mlflow.set_registry_uri(before[1])
+        registry._registry_uri = before[1]
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _versions(client, name: str) -> list:
@@ -151,8 +176,11 @@ def fetch_checkpoint(model_uri: str, tracking_uri: str | None, into: Path) -> Pa
     check_reachable(tracking_uri)
     bound_http_retries()
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(into),
-                                                    tracking_uri=tracking_uri)
+        # through the fluent settings: download_artifacts resolves models:/ against the
+        # process's registry whatever tracking_uri it is given
+        with _fluent_uris(tracking_uri):
+            local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri,
+                                                        dst_path=str(into))
     except MlflowException as exc:
         why = (exc.message.splitlines() or [""])[0]
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":

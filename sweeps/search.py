@@ -43,3 +43,25 @@ def score_search_class():
             super().on_trial_complete(trial_id, result=result, error=error)
 
     return ScoreSearch
+
+
+ORPHAN_ATTR = "gensweep.orphan"
+
+
+def close_orphan_trials(study_name: str, storage_url: str) -> int:
+    """Tell Optuna FAIL for the trials still RUNNING once Tune's search is over; returns
+    how many. Only a driver killed between an Optuna "ask" and Tune's next save of its
+    state leaves one: the resumed search asks again, and no Tune trial ever runs the first
+    ask. FAIL, so TPE learns nothing from it, with a user attribute that says why."""
+    import optuna
+
+    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    orphans = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for frozen in orphans:
+        optuna.trial.Trial(study, frozen._trial_id).set_user_attr(
+            ORPHAN_ATTR, "asked before the sweep was killed; no Tune trial ran it")
+        study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
+    if orphans:
+        log.info("resume: %d Optuna trial(s) asked before the kill and never run, told to "
+                 "Optuna as failed: %s", len(orphans), [t.number for t in orphans])
+    return len(orphans)

@@ -316,6 +316,7 @@ def run_sweep(plan: SweepPlan, saved: dict) -> dict:
                               ceiling=ceiling, ceiling_inputs=inputs)
 
     from sweeps.mlflow_callback import MlflowSweepCallback
+    from sweeps.search import close_orphan_trials
     from sweeps.tuner import build_tuner, can_resume, restore_tuner, search_results
 
     if saved["phase"] == "confirming":  # the search is over: read it, run nothing of it
@@ -334,6 +335,7 @@ def run_sweep(plan: SweepPlan, saved: dict) -> dict:
             tuner = build_tuner(plan, callbacks=[callback], ceiling=ceiling)
             saved = sweep_record.advance(sweep_dir, saved, "tuning")
         grid = tuner.fit()
+        close_orphan_trials(plan.study_name, plan.optuna_url)
     sweep_record.log_phase(sweep_dir, "tuning-done")
     rows = report.collect_rows(grid, plan.trial_constants)
     report.mark_paper_trial(rows, plan.paper_point)

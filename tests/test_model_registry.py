@@ -40,23 +40,69 @@ def registered(tmp_path_factory):
 
 
 def test_the_winner_is_registered_once_with_its_scores_and_no_pickle(registered, tmp_path):
-    import mlflow
-
     assert registered["first"] == registered["again"] == f"models:/{NAME}/1"
-    versions = registered["client"].search_model_versions(f"name = '{NAME}'")
+    versions = [v for v in registered["client"].search_model_versions(f"name = '{NAME}'")
+                if v.tags.get("gensweep.sweep_id") == "sweep-1"]
     assert len(versions) == 1  # the replayed call registered nothing twice
     tags = versions[0].tags
     assert tags["confirmed_ts_500_mean"] == "3.25" and tags["gensweep.sweep_id"] == "sweep-1"
     assert len(tags["gensweep.checkpoint_sha256"]) == 64
     assert versions[0].run_id == registered["run_id"]  # logged on the sweep's parent run
-    local = mlflow.artifacts.download_artifacts(artifact_uri=registered["first"],
-                                                dst_path=str(tmp_path),
-                                                tracking_uri=registered["uri"])
+    from sweeps.model_registry import fetch_checkpoint
+
+    # the whole model, as --model downloads it: the checkpoint folder is artifacts/checkpoint
+    local = fetch_checkpoint(registered["first"], registered["uri"], tmp_path).parents[1]
     files = {p.relative_to(local).as_posix() for p in __import__("pathlib").Path(local).rglob("*")
              if p.is_file()}
     assert {"artifacts/checkpoint/model.safetensors", "artifacts/checkpoint/state.json",
             "generator_pyfunc.py", "code/trainables/draws.py", "MLmodel"} <= files
     assert not [f for f in files if f.endswith((".pkl", ".pickle", ".pt", ".pth"))], files
+
+
+def test_a_model_logged_before_a_failure_is_registered_not_logged_again(registered):
+    """A replay after the server died between logging the model and registering it: the
+    logged model is found by its identity tags and registered; the parent run's status is
+    left as it was."""
+    from mlflow import MlflowClient
+
+    from sweeps import model_registry as mr
+
+    client = MlflowClient(registered["uri"])
+    run = client.get_run(registered["run_id"])
+    status = run.info.status
+    identity = {mr.SWEEP_TAG: "sweep-2",
+                mr.SHA_TAG: mr.checkpoint_sha256(registered["checkpoint"])}
+    mr._log(registered["uri"], client, run, registered["checkpoint"], identity)  # then "died"
+    before = client.search_logged_models([run.info.experiment_id])
+    uri = mr.register_generator(registered["uri"], registered["run_id"],
+                                registered["checkpoint"], NAME, {"trial_id": "abc"}, "sweep-2")
+    assert uri == f"models:/{NAME}/2"
+    assert len(client.search_logged_models([run.info.experiment_id])) == len(before)
+    assert client.get_run(registered["run_id"]).info.status == status
+
+
+def test_registering_leaves_the_process_tracking_settings_as_they_were(registered,
+                                                                       monkeypatch):
+    """Registration points MLflow's fluent API at the sweep's server for a moment only: a
+    client the caller makes afterwards, and a subprocess it starts, still resolve their own
+    tracking and registry URIs (a leaked one sent later lookups to a server long gone)."""
+    import os
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    from sweeps.model_registry import register_generator
+
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(key, raising=False)
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+    elsewhere = "http://127.0.0.1:9"
+    register_generator(registered["uri"], registered["run_id"], registered["checkpoint"],
+                       NAME, {"trial_id": "abc"}, "sweep-1")
+    assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ
+    assert mlflow.get_registry_uri() == mlflow.get_tracking_uri() != registered["uri"]
+    assert MlflowClient(elsewhere)._registry_uri == elsewhere
 
 
 def test_loaded_by_name_it_draws_what_synthesize_draws(registered, tmp_path, monkeypatch):
@@ -68,11 +114,14 @@ def test_loaded_by_name_it_draws_what_synthesize_draws(registered, tmp_path, mon
     from trainables.checkpoint import load_generator
     from trainables.draws import draw
 
-    mlflow.set_tracking_uri(registered["uri"])
+    # through the environment, which monkeypatch puts back: nothing leaks to later tests
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registered["uri"])
     model = mlflow.pyfunc.load_model(registered["first"])
     drawn = model.predict({"n": 40, "seed": 2})
     assert drawn.dtype == np.uint8 and drawn.shape == (40, 28, 28)
 
+    # --mlflow-uri wins over a process that points elsewhere (nothing listens on port 9)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
     exports = {}
     for source in (["--checkpoint", str(registered["checkpoint"])],
                    ["--model", registered["first"], "--mlflow-uri", registered["uri"]]):

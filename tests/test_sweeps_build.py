@@ -160,6 +160,30 @@ def test_searcher_asks_the_paper_point_first_from_a_persistent_study(tmp_path):
     assert len(study.trials) == 1 and not waiting
 
 
+def test_an_ask_no_trial_ran_is_closed_as_failed_and_the_rest_left_alone(tmp_path):
+    """A driver killed between an Optuna ask and Tune's next save leaves a RUNNING Optuna
+    trial that the resumed search never runs: once the search is over it is told FAIL,
+    marked as such; completed trials are untouched."""
+    import optuna
+
+    from sweeps.search import ORPHAN_ATTR, close_orphan_trials
+    from sweeps.tuner import make_searcher, search_space
+
+    plan = plan_for(tmp_path, space="vae", seed=3)
+    searcher = make_searcher(plan)
+    searcher.set_search_properties(None, None, search_space(plan))
+    searcher.suggest("done")
+    searcher.on_trial_complete("done", {"ts_5k_mean": 2.5, "status": "finished"})
+    searcher.suggest("asked-then-killed")
+    assert close_orphan_trials(plan.study_name, plan.optuna_url) == 1
+    study = optuna.load_study(study_name=plan.study_name, storage=plan.optuna_url)
+    done, orphan = study.trials
+    assert done.state == optuna.trial.TrialState.COMPLETE and done.value == 2.5
+    assert ORPHAN_ATTR not in done.user_attrs
+    assert orphan.state == optuna.trial.TrialState.FAIL and ORPHAN_ATTR in orphan.user_attrs
+    assert close_orphan_trials(plan.study_name, plan.optuna_url) == 0
+
+
 def test_paper_point_is_the_papers_setting():
     p = paper_point("vaegan", "fashion-mnist", PRESETS["paper"])
     assert p == {"lr": 1e-3, "latent_dim": 32, "epochs": 85, "batch_size": 256,
