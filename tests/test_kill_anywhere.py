@@ -18,6 +18,8 @@ from pathlib import Path
 import faultkit as fk
 import pytest
 
+from sweeps.search import ORPHAN_ATTR
+
 pytestmark = pytest.mark.slow
 TRIALS = 3
 
@@ -97,13 +99,14 @@ def check_end_state(storage: Path, cache: Path, confirmations: int = 0):
         assert sorted(set(steps)) == sorted(steps), steps  # every round logged once
     plan = fk.plan(storage)
     study = optuna.load_study(study_name=plan.study_name, storage=plan.optuna_url)
-    from sweeps.search import ORPHAN_ATTR
 
     # an ask the kill left unrun is told FAIL and marked; every other trial ran once
-    states = [t.state for t in study.trials if ORPHAN_ATTR not in t.user_attrs]
-    assert len(states) == TRIALS, states
+    ran = [t.state for t in study.trials if ORPHAN_ATTR not in t.user_attrs]
+    orphans = [t.state for t in study.trials if ORPHAN_ATTR in t.user_attrs]
+    assert len(ran) == TRIALS, ran
     assert all(s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
-               for s in [t.state for t in study.trials]), states
+               for s in ran), ran
+    assert all(s == optuna.trial.TrialState.FAIL for s in orphans), orphans
     assert not [p for p in cache.rglob("*") if p.name.startswith((".tmp-", ".old-"))]
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import faultkit as fk
 import pytest
 
+from sweeps.search import ORPHAN_ATTR
+
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
@@ -142,8 +144,6 @@ def test_killed_sweep_resumes_without_duplicates(tmp_path, mlflow_server):
     import optuna
     study = optuna.load_study(study_name=f"gensweep-vae-mnist-{_sweep_id(storage)}",
                               storage=f"sqlite:///{storage / 'optuna.db'}")
-    from sweeps.search import ORPHAN_ATTR
-
     # a kill between an Optuna ask and Tune's save leaves an ask no trial ran: told FAIL
     ran = [t for t in study.trials if ORPHAN_ATTR not in t.user_attrs]
     orphans = [t for t in study.trials if ORPHAN_ATTR in t.user_attrs]
