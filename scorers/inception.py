@@ -190,10 +190,11 @@ def learning_rate(lr: float, schedule: str, total_steps: int):
 
 def fit(model, images: np.ndarray, labels: np.ndarray, *, epochs: int, batch_size: int,
         lr: float, seed: int, epoch_end, progress: bool = True,
-        schedule: str = "constant", augment=None) -> None:
+        schedule: str = "constant", augment=None, batch_end=None) -> None:
     """Fine-tune ``model`` on (N, 28, 28) float [0, 1] ``images``; ``epoch_end(epoch, logs)``
     runs after each epoch (and after BN re-estimation) to evaluate. ``augment(images,
-    epoch)`` gives each epoch's training images (default: the images themselves)."""
+    epoch)`` gives each epoch's training images (default: the images themselves).
+    ``batch_end()`` runs after every batch (``scorers.speed_probe`` times them)."""
     configure_tf()
     import keras
     from tqdm.auto import tqdm
@@ -213,6 +214,8 @@ def fit(model, images: np.ndarray, labels: np.ndarray, *, epochs: int, batch_siz
                             unit="batch", disable=not progress, leave=False)
 
         def on_train_batch_end(self, batch, logs=None):
+            if batch_end is not None:
+                batch_end()
             self.bar.update(1)
             logs = logs or {}
             self.bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.3f}",

@@ -152,9 +152,10 @@ def _forward(model, pixels):
 
 def fit(model, images: np.ndarray, labels: np.ndarray, *, epochs: int, batch_size: int,
         lr: float, seed: int, epoch_end, progress: bool = True,
-        schedule: str = "warmup-cosine", augment=None) -> None:
+        schedule: str = "warmup-cosine", augment=None, batch_end=None) -> None:
     """Train on (N, 28, 28) float [0, 1] ``images``; ``epoch_end(epoch, logs)`` evaluates;
-    ``augment(images, epoch)`` gives each epoch's training images (default: themselves)."""
+    ``augment(images, epoch)`` gives each epoch's training images (default: themselves);
+    ``batch_end()`` runs after every batch (``scorers.speed_probe`` times them)."""
     torch = _torch()
     from tqdm.auto import tqdm
 
@@ -198,6 +199,8 @@ def fit(model, images: np.ndarray, labels: np.ndarray, *, epochs: int, batch_siz
             seen += len(idx)
             loss_sum += loss.item() * len(idx)
             correct += int((logits.argmax(1) == y).sum())
+            if batch_end is not None:
+                batch_end()
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         bar.close()
         model.eval()

@@ -15,10 +15,11 @@ import dataclasses
 import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from scorers.keys import OBJECTIVES, PROBE_PREFIX, objective_keys
 from scorers.spec import KINDS, TrainSpec
+from sweeps.calibrate import Speeds
 from sweeps.confirm import fresh_seeds
 from sweeps.presets import PRESETS, Preset, default_preset
 from sweeps.request import SweepRequest
@@ -96,6 +97,9 @@ class SweepPlan:
     trial_constants: dict  # TrainConfig fields every trial shares
     estimate_minutes: float
     estimate_max_minutes: float
+    # minutes of each phase (PHASES) in the expected case, for the progress line
+    estimate_phases: dict = dataclasses.field(default_factory=dict)
+    speeds: Speeds | None = None  # measured on this machine (sweeps.calibrate), else None
 
     @property
     def model(self) -> str:
@@ -123,6 +127,7 @@ class SweepPlan:
         d["scorer_specs"] = {k: TrainSpec.from_dict(s) for k, s in d["scorer_specs"].items()}
         d["ns"], d["objective"] = tuple(d["ns"]), tuple(d["objective"])
         d["confirm_seeds"] = tuple(d["confirm_seeds"])
+        d["speeds"] = Speeds.from_dict(d.get("speeds"))
         try:
             return cls(**d)
         except TypeError as exc:  # a field added or removed since the file was written
@@ -186,42 +191,74 @@ def _resources(request: SweepRequest, preset: Preset, cluster: Cluster) -> dict:
                 concurrency=n)
 
 
+class Estimate(NamedTuple):
+    """Minutes: the expected case, the most it can take, and the expected case by phase
+    (PHASES; ``setup`` holds Ray, the actors, a new real-data ceiling and the report)."""
+
+    expected: float
+    worst: float
+    phases: dict
+
+
+# The phases of a sweep, in order, as the progress line names them.
+PHASES = ("scorers", "setup", "search", "confirmation")
+
+
 def estimate(preset: Preset, model: str, dataset: str, trials: int, concurrency: int,
              gpu: bool, scheduler: str, scorers_to_build: int,
-             confirmations: int = 0) -> tuple[float, float]:
-    """(expected, at most) minutes: start-up, scorer fine-tunes still to do (and the
-    real-data ceiling of new scorers), the trials in waves of ``concurrency``, and the
-    ``confirmations`` (whole trials, in waves of their own). With 8 trials ASHA's rungs are
-    thin: in the quick sweeps of docs/results-cpu.md it kept 64-82% of the other trials'
-    training and scored half to five sevenths of them; the paper point always runs to the
-    end."""
+             confirmations: int = 0, speeds: Speeds | None = None) -> Estimate:
+    """Start-up, scorer fine-tunes still to do (and the real-data ceiling of new scorers),
+    the trials in waves of ``concurrency``, and the ``confirmations`` (whole trials, in waves
+    of their own). With 8 trials ASHA's rungs are thin: in the quick sweeps of
+    docs/results-cpu.md it kept 64-82% of the other trials' training and scored half to five
+    sevenths of them; the paper point always runs to the end.
+
+    ``speeds`` (measured here, ``sweeps.calibrate``) replace the preset's rates: a trial's
+    training rate scales its training and its scoring alike, and the fine-tunes take the
+    minutes measured for them."""
     rates = preset.images_per_s_gpu if gpu else preset.images_per_s_cpu
-    train_min = preset.trial_images() / rates[model] / 60
-    score_min = preset.score_seconds / 60
+    rate, score_min = rates[model], preset.score_seconds / 60
     scorers = preset.scorer_minutes(dataset, gpu) * scorers_to_build / len(KINDS)
-    startup = STARTUP_MINUTES + (CEILING_MINUTES if scorers_to_build else 0.0)
+    if speeds is not None:
+        score_min *= rate / speeds.images_per_s
+        rate = speeds.images_per_s
+        if scorers_to_build:
+            scorers = sum(speeds.scorer_minutes.values())
+    train_min = preset.trial_images() / rate / 60
+    start = STARTUP_MINUTES + (CEILING_MINUTES if scorers_to_build else 0.0)
     full = train_min + score_min
     waves = trials / max(concurrency, 1)
     confirm = -(-confirmations // max(concurrency, 1)) * full
-    worst = startup + scorers + -(-trials // max(concurrency, 1)) * full + confirm
-    if scheduler != "asha" or trials <= concurrency:
-        return worst, worst
-    others = trials - 1  # besides the paper point
-    kept = max(1.0, others * 0.6)  # trials that run to the end and are scored
-    expected = (full + train_min * others * 0.75 + score_min * kept) / max(concurrency, 1)
-    return startup + scorers + max(expected, full * min(waves, 1.0)) + confirm, worst
+    worst_search = -(-trials // max(concurrency, 1)) * full
+    search = worst_search
+    if scheduler == "asha" and trials > concurrency:
+        others = trials - 1  # besides the paper point
+        kept = max(1.0, others * 0.6)  # trials that run to the end and are scored
+        search = max((full + train_min * others * 0.75 + score_min * kept)
+                     / max(concurrency, 1), full * min(waves, 1.0))
+    phases = {"scorers": scorers, "setup": start, "search": search, "confirmation": confirm}
+    return Estimate(sum(phases.values()), start + scorers + worst_search + confirm, phases)
+
+
+def scorers_to_build(request: SweepRequest, specs: dict,
+                     scorer_cached: Callable[[TrainSpec], bool]) -> list[TrainSpec]:
+    """The scorer specs the store must still fine-tune (none with ``--scorers DIR``)."""
+    if request.scorers_dir:
+        return []
+    return [spec for spec in specs.values() if not scorer_cached(spec)]
 
 
 def resolve_plan(request: SweepRequest, cluster: Cluster,
-                 scorer_cached: Callable[[TrainSpec], bool] = lambda spec: False) -> SweepPlan:
+                 scorer_cached: Callable[[TrainSpec], bool] = lambda spec: False,
+                 speeds: Speeds | None = None) -> SweepPlan:
     """Settle every derived setting of ``request`` for ``cluster`` (PlanError if it cannot
     run there). ``scorer_cached(spec)``: whether the store already holds that scorer (the
-    estimate counts the fine-tunes still to do); ``--scorers DIR`` needs none."""
+    estimate counts the fine-tunes still to do); ``--scorers DIR`` needs none. ``speeds``:
+    measured on this machine (``sweeps.calibrate``), replacing the preset's rates."""
     name = request.preset or default_preset(cluster.gpus)
     preset = effective_preset(request, name)
     specs = {kind: preset.scorer_spec(request.dataset, kind) for kind in KINDS}
-    scorers_to_build = 0 if request.scorers_dir else sum(
-        not scorer_cached(spec) for spec in specs.values())
+    to_build = len(scorers_to_build(request, specs, scorer_cached))
     sweep_dir = request.sweep_dir
     sid = sweep_id(sweep_dir)
     model = MODEL_OF_SPACE[request.space]
@@ -237,9 +274,10 @@ def resolve_plan(request: SweepRequest, cluster: Cluster,
     confirm_top = preset.confirm_top if request.confirm_top is None else request.confirm_top
     seeds = preset.confirm_seeds if request.confirm_seeds is None else request.confirm_seeds
     confirm_seeds = tuple(fresh_seeds(request.seed, seeds)) if confirm_top else ()
-    expected, worst = estimate(preset, model, request.dataset, trials, res["concurrency"],
-                               res["trial_gpus"] > 0, scheduler, scorers_to_build,
-                               min(confirm_top, trials) * len(confirm_seeds))
+    expected, worst, phases = estimate(preset, model, request.dataset, trials,
+                                       res["concurrency"], res["trial_gpus"] > 0, scheduler,
+                                       to_build, min(confirm_top, trials) * len(confirm_seeds),
+                                       speeds)
     constants = {"model": model, "dataset": request.dataset, "arch": preset.arch,
                  "subset": preset.subset, "test_subset": preset.test_subset,
                  "train_images": preset.train_images, "report_images": preset.report_images,
@@ -266,4 +304,5 @@ def resolve_plan(request: SweepRequest, cluster: Cluster,
         num_samples=trials, confirm_top=confirm_top, confirm_seeds=confirm_seeds,
         cluster_gpus=float(cluster.gpus),
         trial_constants=constants, estimate_minutes=round(expected, 1),
-        estimate_max_minutes=round(worst, 1), **res)
+        estimate_max_minutes=round(worst, 1),
+        estimate_phases={k: round(v, 2) for k, v in phases.items()}, speeds=speeds, **res)

@@ -67,6 +67,9 @@ class Preset:
     score_seconds: float = 30.0
     scorer_minutes_cpu: dict = field(default_factory=lambda: {"default": 1.0})
     scorer_minutes_gpu: dict = field(default_factory=lambda: {"default": 1.0})
+    # Time a trial's steps and the scorers' batches on this machine before the estimate
+    # (sweeps.calibrate), where the trials run on its CPU.
+    measure_speed: bool = True
     # Per model (trainables.config.MODELS), or per "dataset/model", a ModelBudget replacing
     # the preset's budget for those sweeps.
     model_budgets: dict = field(default_factory=dict)
@@ -172,6 +175,9 @@ SMOKE = Preset(
     # more (the suite must stay well inside CI's 90 minutes); the end-to-end tests of the
     # phase ask for it with --confirm-top / --confirm-seeds.
     confirm_top=0, confirm_seeds=1,
+    # Not measured: a smoke sweep takes about as long as measuring a scorer would (a test
+    # asks for it with measure_speed=True).
+    measure_speed=False,
     scorers={"inception": dict(epochs=1, subset=500, eval_subset=500),
              "vit": dict(epochs=1, subset=1000, eval_subset=500)},
     score_seconds=40.0, scorer_minutes_cpu={"default": 1.5}, scorer_minutes_gpu={"default": 0.5})

@@ -20,6 +20,7 @@ try:
     from sweeps import report, sweep_record
     from sweeps.plan import PlanError, SweepPlan
     from sweeps.presets import PRESETS
+    from sweeps.progress import following
     from sweeps.redact import redact_url
     from sweeps.request import SCHEDULERS, SweepRequest
     from sweeps.spaces import CONDITIONAL, SPACES
@@ -147,9 +148,20 @@ def describe(plan) -> str:
     kind += f" (samples from {plan.trial_constants['sampler']})"
     confirm = (f", then the top {plan.confirm_top} again on {len(plan.confirm_seeds)} fresh "
                f"seed{'s' * (len(plan.confirm_seeds) > 1)} each" if plan.confirm_top else "")
+    phases = ", ".join(f"{k} {v:.0f}" for k, v in plan.estimate_phases.items() if v >= 0.5)
     return (f"preset {preset.name}{chosen}: {plan.num_samples} trials of {r.space}{kind} on "
             f"{r.dataset} ({budget}, scheduler {plan.scheduler}), {plan.concurrency} at a "
-            f"time{confirm}; estimated {span}")
+            f"time{confirm}; estimated {span} ({phases}; {speed_basis(plan)})")
+
+
+def speed_basis(plan) -> str:
+    """What the estimate's speeds rest on: measured here, or the preset's rates."""
+    s = plan.speeds
+    if s is None:
+        return f"the {plan.preset.name} preset's rates, not measured on this machine"
+    tunes = "".join(f", {k} fine-tune {m:.1f} min" for k, m in s.scorer_minutes.items())
+    return (f"measured here in {s.seconds:.0f} s: a trial trains {s.images_per_s:.0f} "
+            f"images/s{tunes}")
 
 
 def stop_on_signals():
@@ -198,7 +210,8 @@ def main(argv=None) -> int:
                 plan = plan_sweep(request, ray)
                 saved = new_state(plan)
             print(describe(plan), flush=True)
-            summary = run_sweep(plan, saved)
+            with following(plan) as progress:
+                summary = run_sweep(plan, saved)
     except PlanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -226,7 +239,7 @@ def main(argv=None) -> int:
     print(report.how_to_look(summary["sweep_dir"], summary["mlflow_uri"], plan.optuna_url,
                              summary.get("experiment_id")))
     print(f"took {summary['minutes']:.1f} min (estimated {plan.estimate_minutes:.0f}, at most "
-          f"{plan.estimate_max_minutes:.0f})")
+          f"{plan.estimate_max_minutes:.0f}); by phase, minutes: {progress.compare()}")
     return 0 if summary.get("best_config") else 1
 
 

@@ -20,11 +20,11 @@ from scorers.actor import start_scorer_actor
 from scorers.keys import ceiling_key, score_key
 from scorers.scorer_cache import is_complete, read_metadata, scorer_dir_for
 from scorers.spec import KINDS
-from sweeps import confirm, report, sweep_record, tracking
+from sweeps import calibrate, confirm, report, sweep_record, tracking
 from sweeps.ceiling import real_ceiling
 from sweeps.figures import summary_figures
 from sweeps.model_registry import model_name
-from sweeps.plan import NAMESPACE, Cluster, SweepPlan, resolve_plan
+from sweeps.plan import NAMESPACE, Cluster, SweepPlan, resolve_plan, scorers_to_build
 from sweeps.redact import redact_settings, redact_url
 from sweeps.request import SweepRequest
 from sweeps.scorer_setup import scorer_folders
@@ -202,9 +202,18 @@ def cluster_snapshot(ray) -> Cluster:
 
 
 def plan_sweep(request: SweepRequest, ray) -> SweepPlan:
-    """Settle the plan for the cluster the started ``ray`` reports."""
-    return resolve_plan(request, cluster_snapshot(ray),
-                        lambda spec: is_complete(scorer_dir_for(spec)))
+    """Settle the plan for the cluster the started ``ray`` reports, on speeds measured here
+    when the preset asks and the trials will run on this machine's CPU (``sweeps.calibrate``)."""
+    cluster = cluster_snapshot(ray)
+    cached = lambda spec: is_complete(scorer_dir_for(spec))  # noqa: E731
+    plan = resolve_plan(request, cluster, cached)
+    if not (plan.preset.measure_speed
+            and calibrate.measured_here(request, cluster.gpus)):
+        return plan
+    print("measuring this machine's speed for the estimate ...", flush=True)
+    specs = scorers_to_build(request, plan.scorer_specs, cached)
+    speeds = calibrate.measure_speeds(plan.preset, plan.model, request, plan.trial_cpus, specs)
+    return resolve_plan(request, cluster, cached, speeds)
 
 
 def start_actors(plan: SweepPlan, scorer_dirs: dict) -> dict:

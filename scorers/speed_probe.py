@@ -1,0 +1,55 @@
+"""How fast this machine fine-tunes and runs a scorer: a few real batches, timed.
+
+A sweep's estimate is only as good as its speeds, and these differ by a factor of three
+between CPUs that look alike (AVX-512 against AVX2 only: the quick Inception fine-tune took 7.4
+min on one and 23 on the other). So before a sweep that has a scorer to fine-tune, the
+scorer's own network trains ``batches`` batches of the spec's size on the spec's data, and
+the time between the end of the first batch and the end of the last is divided by the
+images they held; the first batch (graph tracing, allocation) is left out. Prediction is
+timed the same way, on a second call.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from scorers.spec import TrainSpec, backend
+from trainables.datasets import load_dataset
+
+
+def finetune_minutes(spec: TrainSpec, train_s: float, predict_s: float) -> float:
+    """Minutes a fine-tune of ``spec`` takes at ``train_s`` seconds per training image and
+    ``predict_s`` per predicted one: every epoch trains the subset and then predicts the
+    evaluation images (``scorers.finetuning.train_scorer``)."""
+    from scorers.realsplit import TEST_SET_SIZE
+
+    spec = spec.resolved()
+    train_images = spec.subset or 60_000
+    eval_images = spec.eval_subset or TEST_SET_SIZE
+    return spec.epochs * (train_images * train_s + eval_images * predict_s) / 60
+
+
+def time_scorer(spec: TrainSpec, batches: int = 4, data_dir=None) -> dict:
+    """``{"train_s", "predict_s"}``: seconds per image to fine-tune and to predict with
+    ``spec``'s network on this machine (``batches`` timed training batches)."""
+    if batches < 1:
+        raise ValueError(f"batches must be at least 1; got {batches}")
+    spec = spec.resolved()
+    impl = backend(spec.kind)
+    size = spec.batch_size
+    ds = load_dataset(spec.dataset, data_dir=data_dir, subset=(batches + 1) * size * 2,
+                      seed=spec.seed)
+    x = ds.train.images[:(batches + 1) * size].astype(np.float32) / np.float32(255.0)
+    y = ds.train.labels[:(batches + 1) * size]
+    model = impl.build(spec.init, seed=spec.seed)
+    stamps: list[float] = []
+    impl.fit(model, x, y, epochs=1, batch_size=size, lr=spec.lr, seed=spec.seed,
+             epoch_end=lambda epoch, logs: None, progress=False, schedule=spec.schedule,
+             batch_end=lambda: stamps.append(time.perf_counter()))
+    train_s = (stamps[-1] - stamps[0]) / (len(stamps) - 1) / size
+    n = min(len(x), impl.PREDICT_BATCH)
+    impl.predict(model, x[:n])  # the first call builds the inference graph
+    started = time.perf_counter()
+    impl.predict(model, x[:n])
+    return {"train_s": train_s, "predict_s": (time.perf_counter() - started) / n}

@@ -1,0 +1,174 @@
+"""The estimate measured on this machine (sweeps.calibrate) and the progress line
+(sweeps.progress): real timings of real steps, real sweep records on disk."""
+import json
+import time
+
+import pytest
+
+from sweeps import sweep_record
+from sweeps.calibrate import Speeds
+from sweeps.plan import Cluster, estimate, resolve_plan
+from sweeps.presets import PRESETS
+from sweeps.progress import (SweepProgress, current_phase, following, minutes_left,
+                             trial_rates)
+from sweeps.request import SweepRequest
+
+CPU2 = Cluster(cpus=2, gpus=0, driver_cpus=2, driver_gpus=0, max_node_cpus=2, max_node_gpus=0)
+
+
+def test_a_trials_training_rate_is_timed_on_its_own_steps():
+    from trainables.config import TrainConfig
+    from trainables.throughput import training_rate
+
+    vae = training_rate(TrainConfig(model="vae", arch="small", batch_size=64), steps=4)
+    vaegan = training_rate(TrainConfig(model="vaegan", arch="small", batch_size=64), steps=4)
+    # a VAE-GAN step is the VAE's plus two discriminator passes (presets.py: about 3x)
+    assert 0 < vaegan < vae
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        training_rate(TrainConfig(model="vae", arch="small"), steps=0)
+
+
+def test_a_scorers_batches_are_timed_and_scaled_to_its_fine_tune():
+    from scorers.spec import TrainSpec
+    from scorers.speed_probe import finetune_minutes, time_scorer
+
+    spec = TrainSpec("mnist", "vit", epochs=2, subset=3000, batch_size=32, eval_subset=1000)
+    per_image = time_scorer(spec, batches=2)
+    assert per_image["train_s"] > 0 and per_image["predict_s"] > 0
+    # training costs a forward and a backward pass; prediction a forward pass alone
+    assert per_image["train_s"] > per_image["predict_s"]
+    assert finetune_minutes(spec, 0.01, 0.001) == pytest.approx(2 * (3000 * 0.01 + 1000 * 0.001)
+                                                               / 60)
+    # all 60,000 images and the 10,000 test images when the spec names no subsets
+    assert finetune_minutes(TrainSpec("mnist", "vit", epochs=1), 0.01, 0.001) == \
+        pytest.approx((600 + 10) / 60)
+
+
+def test_measured_speeds_replace_the_presets_rates():
+    quick = PRESETS["quick"].for_sweep("vaegan", "mnist")
+    rate = quick.images_per_s_cpu["vaegan"]
+    preset = estimate(quick, "vaegan", "mnist", 8, 2, False, "asha", 2, 4)
+    same = estimate(quick, "vaegan", "mnist", 8, 2, False, "asha", 2, 4,
+                    Speeds(images_per_s=rate, scorer_minutes={"inception": 20.0, "vit": 3.0},
+                           seconds=60))
+    half = estimate(quick, "vaegan", "mnist", 8, 2, False, "asha", 2, 4,
+                    Speeds(images_per_s=rate / 2, scorer_minutes={"inception": 20.0,
+                                                                  "vit": 3.0}, seconds=60))
+    assert same.phases["search"] == pytest.approx(preset.phases["search"])
+    assert same.phases["scorers"] == pytest.approx(23.0)  # the measured fine-tunes
+    # half the speed: twice the trials' training and scoring, in search and confirmation
+    for phase in ("search", "confirmation"):
+        assert half.phases[phase] == pytest.approx(2 * same.phases[phase])
+    assert half.phases["setup"] == same.phases["setup"]
+    assert sum(half.phases.values()) == pytest.approx(half.expected)
+    # cached scorers: nothing to fine-tune, whatever was measured
+    cached = estimate(quick, "vaegan", "mnist", 8, 2, False, "asha", 0, 4,
+                      Speeds(images_per_s=rate, scorer_minutes={}, seconds=5))
+    assert cached.phases["scorers"] == 0
+
+
+def test_the_plan_records_its_speeds_and_phases_and_reads_them_back(tmp_path):
+    from sweeps.plan import SweepPlan
+    from sweeps.run import describe
+
+    speeds = Speeds(images_per_s=300.0, scorer_minutes={"inception": 14.2, "vit": 3.1},
+                    seconds=71.0)
+    request = SweepRequest(space="vaegan", storage=str(tmp_path / "s"))
+    plan = resolve_plan(request, CPU2, speeds=speeds)
+    assert plan.speeds == speeds
+    assert sum(plan.estimate_phases.values()) == pytest.approx(plan.estimate_minutes, abs=0.1)
+    again = SweepPlan.from_dict(json.loads(json.dumps(plan.to_dict())))
+    assert again == plan
+    line = describe(plan)
+    assert "measured here in 71 s: a trial trains 300 images/s" in line
+    assert "inception fine-tune 14.2 min" in line and "scorers 17" in line
+    assert "not measured on this machine" in describe(resolve_plan(request, CPU2))
+
+
+def test_only_trials_on_this_machines_cpu_are_measured():
+    from sweeps.calibrate import measured_here
+
+    local = SweepRequest(space="vae")
+    assert measured_here(local, 0)
+    assert not measured_here(local, 1)  # trials on GPUs
+    assert not measured_here(SweepRequest(space="vae", address="127.0.0.1:6379"), 0)
+    assert PRESETS["quick"].measure_speed and PRESETS["paper"].measure_speed
+    assert not PRESETS["smoke"].measure_speed
+
+
+def test_the_phase_comes_from_the_record():
+    assert current_phase("planned", []) == "scorers"
+    assert current_phase("planned", [], builds_scorers=False) == "setup"
+    assert current_phase("scorers-ready", ["start", "scorers-ready"]) == "setup"
+    assert current_phase("tuning", ["start", "tuning"]) == "search"
+    assert current_phase("tuning", ["start", "tuning", "tuning-done"]) == "report"
+    assert current_phase("confirming", ["start", "confirming"]) == "confirmation"
+    assert current_phase("confirming", ["confirming", "confirming-done"]) == "report"
+    assert current_phase("finished", []) == "done"
+
+
+def test_the_time_left_rescales_the_trials_phases_by_their_measured_speed():
+    phases = {"scorers": 10.0, "setup": 0.5, "search": 20.0, "confirmation": 8.0}
+    assert minutes_left("scorers", 4.0, phases, 1.0) == (6.0 + 28.5, 0.0)
+    # trials twice as slow as assumed: the search and the confirmation take twice as long
+    assert minutes_left("search", 10.0, phases, 2.0) == (30.0 + 16.0, 0.0)
+    assert minutes_left("search", 45.0, phases, 2.0) == (16.0, 5.0)  # past its estimate
+    assert minutes_left("report", 0.1, phases, 1.0) == (0.0, 0.0)
+    assert minutes_left("done", 3.0, phases, 1.0) == (0.0, 0.0)
+
+
+def _result(folder, *rows):
+    folder.mkdir(parents=True)
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    (folder / "result.json").write_text(text + '{"images_per_s": 1')  # a line being written
+
+
+def test_the_progress_line_follows_a_sweeps_record(tmp_path):
+    request = SweepRequest(space="vaegan", storage=str(tmp_path / "s"))
+    speeds = Speeds(images_per_s=400.0, scorer_minutes={"inception": 5.0, "vit": 1.0},
+                    seconds=30.0)
+    plan = resolve_plan(request, CPU2, speeds=speeds)
+    sweep_dir = tmp_path / "s"
+    sweep_dir.mkdir()
+    clock = [1000.0]
+    progress = SweepProgress(plan, clock=lambda: clock[0])
+    state = sweep_record.advance(sweep_dir, {"plan": plan.to_dict()}, "planned")
+    # a line from an earlier, killed start is not this run's
+    sweep_record.log_phase(sweep_dir, "scorers-ready")
+    clock[0] += 1
+    assert progress.observe() and progress.phase == "scorers"
+    clock[0] += 240  # 4 minutes into the fine-tunes
+    assert progress.line().startswith("progress: scorers (4.0 min in this phase")
+    assert f"about {sum(plan.estimate_phases.values()) - 4:.0f} min left" in progress.line()
+
+    state = sweep_record.advance(sweep_dir, state, "tuning")
+    assert progress.observe() and progress.phase == "search"
+    assert progress.durations == {"scorers": pytest.approx(4.0)}
+    _result(sweep_dir / "tune" / "trial_a", {"images_per_s": 150.0}, {"images_per_s": 200.0})
+    _result(sweep_dir / "tune" / "trial_b", {"images_per_s": 200.0})
+    assert trial_rates(sweep_dir / "tune") == [200.0, 200.0]
+    line = progress.line()
+    assert "trials train 200 images/s, the estimate assumed 400" in line
+    left = 2 * (plan.estimate_phases["search"] + plan.estimate_phases["confirmation"])
+    assert f"about {left:.0f} min left" in line
+    assert "search 0.0 (estimated" not in progress.compare()
+    assert progress.compare().startswith(
+        f"scorers 4.0 (estimated {plan.estimate_phases['scorers']:.1f})")
+
+
+def test_the_progress_line_is_printed_while_the_sweep_runs(tmp_path):
+    request = SweepRequest(space="vae", storage=str(tmp_path / "s"))
+    plan = resolve_plan(request, CPU2)
+    sweep_dir = tmp_path / "s"
+    sweep_dir.mkdir()
+    lines = []
+    with following(plan, out=lines.append, every_s=0.3, poll_s=0.1) as progress:
+        state = sweep_record.advance(sweep_dir, {"plan": plan.to_dict()}, "planned")
+        sweep_record.log_phase(sweep_dir, "start")
+        time.sleep(0.5)
+        sweep_record.advance(sweep_dir, state, "tuning")
+        time.sleep(0.5)
+    assert any(line.startswith("progress: scorers") for line in lines)
+    assert any(line.startswith("progress: search") for line in lines)
+    assert len(lines) >= 3  # at each change, and every every_s
+    assert set(progress.durations) == {"scorers"}  # the body ended in the search
