@@ -18,21 +18,24 @@ from scorers.spec import TrainSpec, backend
 from trainables.datasets import load_dataset
 
 
-def finetune_minutes(spec: TrainSpec, train_s: float, predict_s: float) -> float:
-    """Minutes a fine-tune of ``spec`` takes at ``train_s`` seconds per training image and
-    ``predict_s`` per predicted one: every epoch trains the subset and then predicts the
-    evaluation images (``scorers.finetuning.train_scorer``)."""
+def finetune_minutes(spec: TrainSpec, train_s: float, predict_s: float,
+                     setup_s: float = 0.0) -> float:
+    """Minutes a fine-tune of ``spec`` takes at ``train_s`` seconds per training image,
+    ``predict_s`` per predicted one and ``setup_s`` once: every epoch trains the subset and
+    then predicts the evaluation images (``scorers.finetuning.train_scorer``)."""
     from scorers.realsplit import TEST_SET_SIZE
 
     spec = spec.resolved()
     train_images = spec.subset or 60_000
     eval_images = spec.eval_subset or TEST_SET_SIZE
-    return spec.epochs * (train_images * train_s + eval_images * predict_s) / 60
+    return (setup_s + spec.epochs * (train_images * train_s + eval_images * predict_s)) / 60
 
 
 def time_scorer(spec: TrainSpec, batches: int = 4, data_dir=None) -> dict:
-    """``{"train_s", "predict_s"}``: seconds per image to fine-tune and to predict with
-    ``spec``'s network on this machine (``batches`` timed training batches)."""
+    """``{"train_s", "predict_s", "setup_s"}``: seconds per image to fine-tune and to predict
+    with ``spec``'s network on this machine (``batches`` timed training batches), and the
+    seconds of its one-off costs (building the network, tracing the training and the
+    inference graphs)."""
     if batches < 1:
         raise ValueError(f"batches must be at least 1; got {batches}")
     spec = spec.resolved()
@@ -42,14 +45,19 @@ def time_scorer(spec: TrainSpec, batches: int = 4, data_dir=None) -> dict:
                       seed=spec.seed)
     x = ds.train.images[:(batches + 1) * size].astype(np.float32) / np.float32(255.0)
     y = ds.train.labels[:(batches + 1) * size]
+    started = time.perf_counter()
     model = impl.build(spec.init, seed=spec.seed)
     stamps: list[float] = []
     impl.fit(model, x, y, epochs=1, batch_size=size, lr=spec.lr, seed=spec.seed,
              epoch_end=lambda epoch, logs: None, progress=False, schedule=spec.schedule,
              batch_end=lambda: stamps.append(time.perf_counter()))
     train_s = (stamps[-1] - stamps[0]) / (len(stamps) - 1) / size
+    setup_s = stamps[0] - started - train_s * size
     n = min(len(x), impl.PREDICT_BATCH)
+    first = time.perf_counter()
     impl.predict(model, x[:n])  # the first call builds the inference graph
-    started = time.perf_counter()
+    second = time.perf_counter()
     impl.predict(model, x[:n])
-    return {"train_s": train_s, "predict_s": (time.perf_counter() - started) / n}
+    predict_s = (time.perf_counter() - second) / n
+    setup_s += second - first - predict_s * n
+    return {"train_s": train_s, "predict_s": predict_s, "setup_s": max(0.0, setup_s)}

@@ -173,7 +173,8 @@ def fetch_checkpoint(model_uri: str, tracking_uri: str | None, into: Path) -> Pa
     if not tracking_uri:
         raise ValueError(f"--model {model_uri} needs the tracking URI of its registry: pass "
                          f"--mlflow-uri URI or set MLFLOW_TRACKING_URI")
-    check_reachable(tracking_uri)
+    check_reachable(tracking_uri, advice=", or pass the --mlflow-uri of the server that "
+                                         "holds the model")
     bound_http_retries()
     try:
         # through the fluent settings: download_artifacts resolves models:/ against the

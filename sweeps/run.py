@@ -19,13 +19,14 @@ try:
     from scorers.keys import OBJECTIVES
     from sweeps import report, sweep_record
     from sweeps.plan import PlanError, SweepPlan
+    from sweeps.preflight import SweepError, preflight
     from sweeps.presets import PRESETS
     from sweeps.progress import following
     from sweeps.redact import redact_url
     from sweeps.request import SCHEDULERS, SweepRequest
     from sweeps.spaces import CONDITIONAL, SPACES
-    from sweeps.sweep import (SweepError, deliver_kept_calls, init_ray, mlflow_incomplete,
-                              new_state, plan_sweep, preflight, run_sweep)
+    from sweeps.sweep import (deliver_kept_calls, init_ray, mlflow_incomplete, new_state,
+                              plan_sweep, run_sweep)
     from sweeps.sweep_record import SWEEP_FILE
     from trainables.cli import (ArgumentParser, exit_interrupted, interrupts, number, positive_int,
                                 setup_logging, value_range)

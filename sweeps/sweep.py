@@ -1,15 +1,14 @@
-"""Run a sweep end to end: checks, Ray, the plan, shared scorers, MLflow, the Tuner, the summary.
+"""Run a sweep end to end: Ray, the plan, shared scorers, MLflow, the Tuner, the confirmation.
 
-Order matters for trust: storage, the tracking server and the dataset are checked before Ray
-starts, the plan (resources included) is settled and recorded before anything expensive, and
-the scorers exist before any trial starts, so a typo costs seconds, not a sweep. Each phase is
-recorded in ``sweep.json`` (``sweeps.sweep_record``), so ``--resume`` continues from wherever it was.
+Order matters for trust: the checks of ``sweeps.preflight`` pass before Ray starts, the plan
+(resources included) is settled and recorded before anything expensive, and the scorers exist
+before any trial starts. Each phase is recorded in ``sweep.json`` (``sweeps.sweep_record``), so
+``--resume`` continues from wherever it was; ``sweeps.outcome`` writes what a sweep found.
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import signal
 import threading
@@ -17,149 +16,19 @@ import time
 from pathlib import Path
 
 from scorers.actor import start_scorer_actor
-from scorers.keys import ceiling_key, score_key
-from scorers.scorer_cache import is_complete, read_metadata, scorer_dir_for
-from scorers.spec import KINDS
+from scorers.keys import ceiling_key
+from scorers.scorer_cache import is_complete, scorer_dir_for
 from sweeps import calibrate, confirm, report, sweep_record, tracking
 from sweeps.ceiling import real_ceiling
-from sweeps.figures import summary_figures
-from sweeps.model_registry import model_name
+from sweeps.outcome import finish_sweep
 from sweeps.plan import NAMESPACE, Cluster, SweepPlan, resolve_plan, scorers_to_build
+from sweeps.preflight import SweepError, check_cluster, cluster_address
 from sweeps.redact import redact_settings, redact_url
 from sweeps.request import SweepRequest
 from sweeps.scorer_setup import scorer_folders
-from sweeps.tracking_server import check_reachable, default_tracking_uri
-from trainables.datasets import load_dataset
 from trainables.quiet import verbose
 
 log = logging.getLogger(__name__)
-
-
-class SweepError(RuntimeError):
-    """The sweep cannot start or go on; the message says why and what to do."""
-
-
-def check_writable(folder: Path) -> None:
-    """Create ``folder`` and prove a file can be written there, before anything else runs."""
-    probe = folder / ".write-test"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(probe, "wb") as fh:
-            fh.write(b"x" * 4096)
-            fh.flush()
-            os.fsync(fh.fileno())
-        probe.unlink()
-    except OSError as exc:
-        try:  # a half-written probe must not linger on a full disk
-            probe.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise SweepError(f"storage folder {folder} is not writable ({exc.strerror or exc}); "
-                         f"choose another --storage or free space") from exc
-
-
-def check_dataset(request: SweepRequest) -> None:
-    """Verify the dataset's checksums once, up front: a corrupt file fails the sweep in seconds
-    with the file's name and checksums, rather than failing every trial on a worker."""
-    load_dataset(request.dataset, request.data_dir)
-
-
-PATH_VARIABLES = ("GENSWEEP_DATA_DIR", "GENSWEEP_CACHE_DIR")
-
-
-def absolute_path_variables() -> None:
-    """Make the path variables absolute here, before Ray starts and its workers inherit them.
-
-    Tune runs each trial with its own folder as working directory, so a relative
-    ``GENSWEEP_DATA_DIR=../shared/data`` would be looked up from there: every trial would
-    fail with "mnist not found" although the driver's checks passed."""
-    for var in PATH_VARIABLES:
-        if os.environ.get(var):
-            os.environ[var] = str(Path(os.environ[var]).expanduser().resolve())
-
-
-TRACKING_SCHEMES = ("http", "https", "sqlite", "file", "postgresql", "mysql", "mssql",
-                    "databricks")
-
-
-def check_urls(request: SweepRequest) -> None:
-    """A tracking URI MLflow can use and an Optuna storage SQLAlchemy can parse."""
-    if request.mlflow_uri:
-        scheme = request.mlflow_uri.split(":", 1)[0].split("+", 1)[0] \
-            if ":" in request.mlflow_uri else ""
-        if scheme not in TRACKING_SCHEMES:
-            raise SweepError(f"--mlflow-uri {redact_url(request.mlflow_uri)}: not a tracking "
-                             f"URI ({', '.join(TRACKING_SCHEMES)}); e.g. http://127.0.0.1:5000 "
-                             f"or sqlite:///mlflow.db")
-    if request.optuna_storage:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
-        try:
-            make_url(request.optuna_storage)
-        except ArgumentError as exc:
-            raise SweepError(f"--optuna-storage {redact_url(request.optuna_storage)}: not a "
-                             f"database URL ({exc}); e.g. sqlite:///optuna.db") from exc
-
-
-def check_scorers_dir(request: SweepRequest) -> None:
-    """``--scorers DIR`` holds a complete scorer of each kind for the dataset."""
-    if not request.scorers_dir:
-        return
-
-    for kind in KINDS:
-        try:
-            read_metadata(Path(request.scorers_dir) / kind, kind, request.dataset)
-        except ValueError as exc:
-            raise SweepError(f"--scorers {request.scorers_dir}: {exc} (expected DIR/inception "
-                             f"and DIR/vit, as scorers/finetune_cli.py --out writes)") from exc
-
-
-def preflight(request: SweepRequest) -> None:
-    """The checks that need neither Ray nor the scorers: storage, the stores' URLs and the
-    tracking server, the scorer folders given, the dataset."""
-    absolute_path_variables()
-    check_urls(request)
-    check_writable(request.sweep_dir)
-    check_reachable(request.mlflow_uri or default_tracking_uri(request.sweep_dir))
-    check_scorers_dir(request)
-    check_dataset(request)
-
-
-CONNECT_TIMEOUT_S = 10.0
-CURRENT_CLUSTER_FILE = Path("/tmp/ray/ray_current_cluster")  # where `ray start` leaves it
-
-
-def cluster_address(address: str) -> str:
-    """``address`` as host:port; ``auto`` is what $RAY_ADDRESS or `ray start` left behind."""
-    if address != "auto":
-        return address
-    found = os.environ.get("RAY_ADDRESS")
-    if not found and CURRENT_CLUSTER_FILE.is_file():
-        found = CURRENT_CLUSTER_FILE.read_text().strip()
-    if not found:
-        raise SweepError("--address auto found no running Ray cluster on this machine; start "
-                         "one with `ray start --head`, or omit --address for a local Ray")
-    return found
-
-
-def check_cluster(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
-    """Fail in seconds, not after minutes of Ray's retries, if nothing answers at ``address``."""
-    import re
-    import socket
-
-    plain = address[len("ray://"):] if address.startswith("ray://") else address
-    if not re.fullmatch(r"[\w.\-\[\]:]+:\d+", plain):
-        return  # another form (a URL): Ray itself says what is wrong with it
-    host, _, port = plain.rpartition(":")
-    try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
-            pass
-    except (OSError, ValueError) as exc:
-        why = getattr(exc, "strerror", None) or exc
-        raise SweepError(f"Ray cluster at {address} is unreachable ({why}); check that it "
-                         f"runs (`ray status --address {plain}`) and the address is right, or "
-                         f"omit --address for a local Ray") from exc
 
 
 def init_ray(address: str | None):
@@ -401,91 +270,3 @@ def deliver_kept_calls(plan: SweepPlan, saved: dict) -> int:
     kept (the server is still down)."""
     return tracking.SweepTracker(plan.mlflow_uri, plan.sweep_dir, saved["experiment_id"],
                                  saved["parent_run_id"]).close()
-
-
-def register_winner(plan: SweepPlan, saved: dict, best: dict, confirmation: dict | None,
-                    tracker) -> None:
-    """Register the winner's checkpoint (the confirmed winner's search trial, else the
-    top-ranked one) as ``gensweep-DATASET-SPACE``, its version tagged with the scores (the
-    fresh seeds' means and spreads when confirmed), whether a winner was declared, the
-    trial, the sweep and the scorers. A registration that cannot be prepared is a warning:
-    the sweep's results stand without it."""
-    try:
-        checkpoint, _ = sweep_record.trial_checkpoint(Path(plan.sweep_dir), best["trial_id"])
-        mine = next((e for e in (confirmation or {}).get("entries", [])
-                     if e["confirms"] == best["trial_id"]), None)
-        if mine:
-            scores = {**{f"confirmed_{k}_mean": v for k, v in mine["mean"].items()},
-                      **{f"confirmed_{k}_sd": v for k, v in mine["sd"].items()}}
-        else:
-            scores = {k: best[k] for k in (*plan.objective, *confirm.headline(plan.ns))
-                      if k in best}
-        declared = bool(confirmation and confirmation["decision"]["winner"])
-        tags = {**{k: f"{v:.6g}" for k, v in scores.items() if isinstance(v, (int, float))},
-                "trial_id": best["trial_id"], "objective": ",".join(plan.objective),
-                "confirmed": bool(mine), "winner_declared": declared,
-                "parent_run_id": tracker.parent_run_id,
-                "dataset": plan.request.dataset, "space": plan.request.space}
-        for kind, folder in (saved.get("scorers") or {}).items():
-            tags[f"scorer.{kind}.id"] = read_metadata(folder).get("scorer_id")
-    except (ValueError, OSError, KeyError) as exc:
-        log.warning("the winner is not registered in MLflow: %s", exc)
-        return
-    tracker.register_generator(checkpoint, model_name(plan.request.dataset, plan.request.space),
-                               tags, plan.sweep_id)
-
-
-def finish_sweep(plan: SweepPlan, saved: dict, rows: list[dict], ranked: list[dict],
-                 confirm_rows: list[dict], ceiling: dict, tracker, started: float) -> dict:
-    """Write results.csv (search and confirmation trials), the confirmed verdict,
-    best_config.json and the summary figures, log them on the parent run, and record the
-    sweep as finished."""
-    sweep_dir = Path(plan.sweep_dir)
-    metrics = list(plan.objective)
-    for row in rows:
-        row["phase"] = "search"
-    for row in confirm_rows:
-        row.update(phase="confirm", confirms=row["_config"].get(confirm.CONFIRMS),
-                   seed=row["_config"].get("seed"))
-    files = [report.write_results(sweep_dir, rows + confirm_rows)]
-    summary = {"rows": rows, "ranked": ranked, "ceiling": ceiling, "metrics": metrics,
-               "mlflow_uri": plan.mlflow_uri, "parent_run_id": tracker.parent_run_id,
-               "experiment_id": tracker.experiment_id,
-               "sweep_dir": sweep_dir, "minutes": (time.time() - started) / 60}
-    best, confirmation = (ranked[0] if ranked else None), None
-    if confirm_rows:
-        entries = confirm.summarise(confirm_rows, rows, plan.ns)
-        decision = confirm.verdict(entries, metrics, plan.ns)
-        confirmation = {"decision": decision, "text": confirm.table(entries, decision,
-                                                                    metrics[0], plan.ns),
-                        "entries": entries}
-        files.append(confirm.write_confirmed(sweep_dir, entries, plan.ns))
-        text = sweep_dir / "summary" / "confirmation.txt"
-        text.parent.mkdir(exist_ok=True)
-        text.write_text(confirmation["text"] + "\n")
-        files.append(text)
-        chosen = decision["winner"] or (decision["ranking"] or [None])[0]
-        best = next((r for r in rows if r["trial_id"] == chosen), best)
-        mine = next((e for e in entries if e["confirms"] == chosen), None)
-        if mine:
-            tracker.log_metrics({**{f"confirmed_{k}_mean": v for k, v in mine["mean"].items()},
-                                 **{f"confirmed_{k}_sd": v for k, v in mine["sd"].items()}})
-        summary["confirmation"] = confirmation
-    if best is not None:
-        summary["best_config"] = report.write_best_config(
-            sweep_dir, best, metrics, confirm.best_config_block(confirmation, best))
-        files.append(summary["best_config"])
-        tracker.log_metrics({f"best_{m}": best[m] for m in metrics if m in best})
-        tracker.tag_ranks(ranked)
-        register_winner(plan, saved, best, confirmation, tracker)
-
-    both = [score_key(k, max(plan.ns), "mean") for k in ("inception", "vit")]
-    front = report.pareto_front(rows, both)
-    files += summary_figures(sweep_dir / "summary", rows, ranked, front, ceiling, plan)
-    tracker.log_artifacts(files, "summary")
-    tracker.finish("FINISHED" if ranked else "FAILED")
-    summary["estimate_minutes"] = plan.estimate_minutes
-    tracker.close()
-    summary["registered_model"] = tracker.registered
-    sweep_record.advance(sweep_dir, saved, "finished", minutes=round(summary["minutes"], 2))
-    return summary

@@ -46,11 +46,14 @@ def default_tracking_uri(sweep_dir: Path) -> str:
     return f"sqlite:///{Path(sweep_dir).resolve() / 'mlflow.db'}"
 
 
-def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
-    """Fail fast, before any trial starts, if ``uri`` does not answer."""
+EMBEDDED_ADVICE = " or omit --mlflow-uri for the embedded store"
+
+
+def check_reachable(uri: str, timeout_s: float = 10.0, advice: str = EMBEDDED_ADVICE) -> None:
+    """Fail fast, before any trial starts, if ``uri`` does not answer. ``advice``: what else
+    the user can do (a sweep can fall back on its embedded store; a registry read cannot)."""
     why = health(uri, timeout_s)
     if why is not None:
         raise ConnectionError(
             f"MLflow tracking server {redact_url(uri)} is unreachable ({why}); start it (e.g. "
-            f"`mlflow server --host 127.0.0.1 --port 5000`) or omit --mlflow-uri for the "
-            f"embedded store")
+            f"`mlflow server --host 127.0.0.1 --port 5000`){advice}")

@@ -9,8 +9,7 @@ from sweeps import sweep_record
 from sweeps.calibrate import Speeds
 from sweeps.plan import Cluster, estimate, resolve_plan
 from sweeps.presets import PRESETS
-from sweeps.progress import (SweepProgress, current_phase, following, minutes_left,
-                             trial_rates)
+from sweeps.progress import SweepProgress, current_phase, following, minutes_left, trial_rates
 from sweeps.request import SweepRequest
 
 CPU2 = Cluster(cpus=2, gpus=0, driver_cpus=2, driver_gpus=0, max_node_cpus=2, max_node_gpus=0)
@@ -35,10 +34,11 @@ def test_a_scorers_batches_are_timed_and_scaled_to_its_fine_tune():
     spec = TrainSpec("mnist", "vit", epochs=2, subset=3000, batch_size=32, eval_subset=1000)
     per_image = time_scorer(spec, batches=2)
     assert per_image["train_s"] > 0 and per_image["predict_s"] > 0
+    assert per_image["setup_s"] >= 0
     # training costs a forward and a backward pass; prediction a forward pass alone
     assert per_image["train_s"] > per_image["predict_s"]
-    assert finetune_minutes(spec, 0.01, 0.001) == pytest.approx(2 * (3000 * 0.01 + 1000 * 0.001)
-                                                               / 60)
+    assert finetune_minutes(spec, 0.01, 0.001, 30.0) == pytest.approx(
+        (30 + 2 * (3000 * 0.01 + 1000 * 0.001)) / 60)
     # all 60,000 images and the 10,000 test images when the spec names no subsets
     assert finetune_minutes(TrainSpec("mnist", "vit", epochs=1), 0.01, 0.001) == \
         pytest.approx((600 + 10) / 60)
@@ -172,3 +172,31 @@ def test_the_progress_line_is_printed_while_the_sweep_runs(tmp_path):
     assert any(line.startswith("progress: search") for line in lines)
     assert len(lines) >= 3  # at each change, and every every_s
     assert set(progress.durations) == {"scorers"}  # the body ended in the search
+
+
+def test_a_sweep_on_this_machines_cpu_plans_on_speeds_measured_here(tmp_path, monkeypatch,
+                                                                     smoke_scorers):
+    """plan_sweep on a real local Ray: the trial's steps are timed, and only the scorer
+    that is not cached yet is (the smoke ViT with one epoch more)."""
+    import dataclasses
+
+    import ray
+
+    from sweeps.sweep import plan_sweep
+
+    smoke = PRESETS["smoke"]
+    scorers = {**smoke.scorers, "vit": {**smoke.scorers["vit"], "epochs": 2}}
+    monkeypatch.setitem(PRESETS, "smoke", dataclasses.replace(smoke, measure_speed=True,
+                                                              scorers=scorers))
+    request = SweepRequest(space="vae", preset="smoke", storage=str(tmp_path / "s"))
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
+    try:
+        plan = plan_sweep(request, ray)
+    finally:
+        ray.shutdown()
+    assert plan.speeds is not None and plan.speeds.images_per_s > 0
+    assert set(plan.speeds.scorer_minutes) == {"vit"}  # the Inception scorer is cached
+    assert plan.estimate_phases["scorers"] == pytest.approx(plan.speeds.scorer_minutes["vit"],
+                                                            abs=0.01)
+    unmeasured = resolve_plan(request, CPU2)
+    assert plan.estimate_phases["search"] != unmeasured.estimate_phases["search"]

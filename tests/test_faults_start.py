@@ -103,7 +103,7 @@ def _disk_full(limit_bytes: int):
 RUN_SWEEP_ON_FULL_DISK = """
 import sys
 from sweeps.request import SweepRequest
-from sweeps.sweep import SweepError, preflight
+from sweeps.preflight import SweepError, preflight
 try:
     preflight(SweepRequest(space="vae", preset="smoke", storage=sys.argv[1]))
 except SweepError as exc:
@@ -116,7 +116,7 @@ except SweepError as exc:
 
 def test_full_disk_storage_is_refused_before_anything_starts(tmp_path):
     """``preflight`` checks the storage before Ray, MLflow or the scorers start."""
-    from sweeps.sweep import check_writable
+    from sweeps.preflight import check_writable
 
     storage = tmp_path / "sweep"
     r = fk.run([fk.PY, "-c", RUN_SWEEP_ON_FULL_DISK, str(storage)], timeout=120,

@@ -431,7 +431,7 @@ def test_settings_make_paths_absolute(tmp_path, monkeypatch):
 
 
 def test_path_variables_become_absolute_before_ray(tmp_path, monkeypatch):
-    from sweeps.sweep import absolute_path_variables
+    from sweeps.preflight import absolute_path_variables
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GENSWEEP_DATA_DIR", "../shared/data")

@@ -47,6 +47,11 @@ def test_smoke_sweep_logs_everything(tmp_path, mlflow_server):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     assert "paper" in r.stdout and "best configuration" in r.stdout
     assert "mlflow ui" in r.stdout or mlflow_server in r.stdout
+    # the estimate says what its speeds rest on; the progress line follows the phases, and
+    # the end compares each phase with its estimate
+    assert "the smoke preset's rates, not measured on this machine" in r.stdout
+    assert "progress: search (" in r.stdout and "min left" in r.stdout
+    assert "by phase, minutes: " in r.stdout and "search " in r.stdout.split("by phase")[-1]
 
     client, parents, children = _child_runs(mlflow_server, "vaegan")
     assert len(parents) == 1
