@@ -21,14 +21,20 @@ from trainables.datasets import load_dataset
 def finetune_minutes(spec: TrainSpec, train_s: float, predict_s: float,
                      setup_s: float = 0.0) -> float:
     """Minutes a fine-tune of ``spec`` takes at ``train_s`` seconds per training image,
-    ``predict_s`` per predicted one and ``setup_s`` once: every epoch trains the subset and
-    then predicts the evaluation images (``scorers.finetuning.train_scorer``)."""
+    ``predict_s`` per predicted one and ``setup_s`` once (``scorers.finetuning.train_scorer``):
+    every epoch trains the subset, re-estimates Inception's BatchNorm statistics (a forward
+    pass, costed as a prediction) and predicts the evaluation images; at the end the
+    degraded test images are predicted once per check (``scorers.degrade.robustness``)."""
+    from scorers import degrade
     from scorers.realsplit import TEST_SET_SIZE
 
     spec = spec.resolved()
     train_images = spec.subset or 60_000
     eval_images = spec.eval_subset or TEST_SET_SIZE
-    return (setup_s + spec.epochs * (train_images * train_s + eval_images * predict_s)) / 60
+    recal = min(train_images, getattr(backend(spec.kind), "BN_RECAL_IMAGES", 0))
+    robust = min(eval_images, degrade.ROBUSTNESS_IMAGES) * len(degrade.CHECKS)
+    per_epoch = train_images * train_s + (eval_images + recal) * predict_s
+    return (setup_s + spec.epochs * per_epoch + robust * predict_s) / 60
 
 
 def time_scorer(spec: TrainSpec, batches: int = 4, data_dir=None) -> dict:

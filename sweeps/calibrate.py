@@ -56,12 +56,22 @@ def middle(values: tuple):
 def measure_speeds(preset, model: str, request, threads: float, specs: list) -> Speeds:
     """Time ``TRIAL_STEPS`` of a search trial of ``model`` under ``preset`` on ``threads``
     threads, and ``SCORER_BATCHES`` batches of each scorer spec in ``specs`` (the ones to
-    fine-tune)."""
+    fine-tune). One batch size is timed, the middle of the preset's: trials at smaller
+    batches train fewer images a second, at larger ones more."""
     from scorers.speed_probe import finetune_minutes, time_scorer
     from trainables.config import TrainConfig
     from trainables.throughput import training_rate
 
     started = time.perf_counter()
+    # The scorers first: the ViT module sets torch's OpenMP spin before torch is imported
+    # (scorers.vit), which its fine-tune in this process needs, and the trial's steps would
+    # import torch without it.
+    minutes = {}
+    for spec in specs:
+        per_image = time_scorer(spec, SCORER_BATCHES, data_dir=request.data_dir)
+        minutes[spec.kind] = round(finetune_minutes(spec, **per_image), 2)
+        log.info("the %s fine-tune will take about %.1f min here (%.1f ms per training image)",
+                 spec.kind, minutes[spec.kind], per_image["train_s"] * 1e3)
     cfg = TrainConfig(model=model, dataset=request.dataset, arch=preset.arch,
                       batch_size=middle(preset.batch_sizes),
                       latent_dim=middle(preset.latent_dims), data_dir=request.data_dir,
@@ -69,11 +79,5 @@ def measure_speeds(preset, model: str, request, threads: float, specs: list) -> 
     rate = training_rate(cfg, TRIAL_STEPS, threads=max(1, round(threads)))
     log.info("a %s trial trains %.0f images/s here (%d steps of batch %d)", model, rate,
              TRIAL_STEPS, cfg.batch_size)
-    minutes = {}
-    for spec in specs:
-        per_image = time_scorer(spec, SCORER_BATCHES, data_dir=request.data_dir)
-        minutes[spec.kind] = round(finetune_minutes(spec, **per_image), 2)
-        log.info("the %s fine-tune will take about %.1f min here (%.1f ms per training image)",
-                 spec.kind, minutes[spec.kind], per_image["train_s"] * 1e3)
     return Speeds(images_per_s=round(rate, 1), scorer_minutes=minutes,
                   seconds=round(time.perf_counter() - started, 1))

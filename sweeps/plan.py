@@ -127,8 +127,8 @@ class SweepPlan:
         d["scorer_specs"] = {k: TrainSpec.from_dict(s) for k, s in d["scorer_specs"].items()}
         d["ns"], d["objective"] = tuple(d["ns"]), tuple(d["objective"])
         d["confirm_seeds"] = tuple(d["confirm_seeds"])
-        d["speeds"] = Speeds.from_dict(d.get("speeds"))
         try:
+            d["speeds"] = Speeds.from_dict(d.get("speeds"))
             return cls(**d)
         except TypeError as exc:  # a field added or removed since the file was written
             raise ValueError(f"the sweep's plan does not fit this version of gensweep "
@@ -193,15 +193,16 @@ def _resources(request: SweepRequest, preset: Preset, cluster: Cluster) -> dict:
 
 class Estimate(NamedTuple):
     """Minutes: the expected case, the most it can take, and the expected case by phase
-    (PHASES; ``setup`` holds Ray, the actors, a new real-data ceiling and the report)."""
+    (ESTIMATE_PHASES; ``setup`` holds Ray, the actors, a new real-data ceiling and the
+    report at the end)."""
 
     expected: float
     worst: float
     phases: dict
 
 
-# The phases of a sweep, in order, as the progress line names them.
-PHASES = ("scorers", "setup", "search", "confirmation")
+# The phases the estimate counts, in the order they run (sweeps.progress follows them).
+ESTIMATE_PHASES = ("scorers", "setup", "search", "confirmation")
 
 
 def estimate(preset: Preset, model: str, dataset: str, trials: int, concurrency: int,
@@ -236,7 +237,7 @@ def estimate(preset: Preset, model: str, dataset: str, trials: int, concurrency:
         kept = max(1.0, others * 0.6)  # trials that run to the end and are scored
         search = max((full + train_min * others * 0.75 + score_min * kept)
                      / max(concurrency, 1), full * min(waves, 1.0))
-    phases = {"scorers": scorers, "setup": start, "search": search, "confirmation": confirm}
+    phases = dict(zip(ESTIMATE_PHASES, (scorers, start, search, confirm)))
     return Estimate(sum(phases.values()), start + scorers + worst_search + confirm, phases)
 
 

@@ -13,6 +13,7 @@ A phase running past its estimate is said to be, with by how much.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import statistics
@@ -22,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sweeps import sweep_record
+from sweeps.plan import ESTIMATE_PHASES
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +31,8 @@ EVERY_S = 60.0
 POLL_S = 2.0
 # the Tune experiment folder of each phase that runs trials
 TRIAL_FOLDERS = {"search": "tune", "confirmation": "confirm"}
-# as they follow each other: the fine-tunes come before the actors and the ceiling
-ORDER = ("scorers", "setup", "search", "confirmation", "report")
+# the estimated phases, then the writing of what the sweep found
+ORDER = (*ESTIMATE_PHASES, "report")
 
 
 def current_phase(state_phase: str, milestones: list[str], builds_scorers: bool = True) -> str:
@@ -47,17 +49,34 @@ def current_phase(state_phase: str, milestones: list[str], builds_scorers: bool 
     return "setup"
 
 
+def _json_lines(path: Path) -> list[dict]:
+    """The complete JSON lines of ``path``, skipping any that do not parse (a line a kill
+    cut short, then appended to)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return []
+    rows = []
+    for line in text.split("\n")[:-1]:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return [r for r in rows if isinstance(r, dict)]
+
+
+def milestones(path: Path) -> list[dict]:
+    """The milestones of a phase log that carry a name and a time."""
+    return [r for r in _json_lines(path)
+            if isinstance(r.get("phase"), str) and isinstance(r.get("time"), (int, float))]
+
+
 def trial_rates(folder: Path) -> list[float]:
     """Each trial's latest training rate (images/s) in a Tune experiment folder."""
     rates = []
     for result in sorted(Path(folder).glob("*/result.json")):
-        lines = [ln for ln in result.read_text().split("\n")[:-1] if ln.strip()]
-        if not lines:
-            continue
-        try:
-            rate = json.loads(lines[-1]).get("images_per_s")
-        except json.JSONDecodeError:
-            continue
+        rows = _json_lines(result)
+        rate = rows[-1].get("images_per_s") if rows else None
         if isinstance(rate, (int, float)) and rate > 0:
             rates.append(float(rate))
     return rates
@@ -84,6 +103,7 @@ class SweepProgress:
         self.started = clock()
         self.phase, self.phase_since = None, self.started
         self.durations: dict = {}  # minutes each finished phase took
+        self.lock = threading.Lock()
         rates = (plan.preset.images_per_s_gpu if plan.trial_gpus else
                  plan.preset.images_per_s_cpu)
         self.planned_rate = plan.speeds.images_per_s if plan.speeds else rates[plan.model]
@@ -92,26 +112,28 @@ class SweepProgress:
         """Read the sweep's phase; True if it changed."""
         try:
             state = sweep_record.read_state(self.sweep_dir).get("phase", "planned")
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # not written yet
             return False
+        events = milestones(self.sweep_dir / sweep_record.PHASE_LOG)
         names, since = [], False
-        for event in sweep_record.read_phases(self.sweep_dir):
+        for event in events:
             since = since or (event["phase"] == "start" and event["time"] >= self.started - 1)
             if since:
                 names.append(event["phase"])
         phase = current_phase(state, names, self.plan.estimate_phases.get("scorers", 0) > 0)
-        if phase == self.phase:
-            return False
-        now = self.clock()
-        if self.phase is not None:
-            self.durations[self.phase] = self.durations.get(self.phase, 0.0) + (
-                now - self.phase_since) / 60
-        self.phase, self.phase_since = phase, now
-        return True
+        with self.lock:
+            if phase == self.phase:
+                return False
+            now = self.clock()
+            if self.phase is not None:
+                self.durations[self.phase] = self.durations.get(self.phase, 0.0) + (
+                    now - self.phase_since) / 60
+            self.phase, self.phase_since = phase, now
+            return True
 
-    def ratio(self) -> tuple[float, float | None]:
-        """(planned rate / measured rate, the measured rate) for the phase's trials."""
-        folder = TRIAL_FOLDERS.get(self.phase)
+    def ratio(self, phase: str) -> tuple[float, float | None]:
+        """(planned rate / measured rate, the measured rate) for ``phase``'s trials."""
+        folder = TRIAL_FOLDERS.get(phase)
         rates = trial_rates(self.sweep_dir / folder) if folder else []
         if not rates:
             return 1.0, None
@@ -120,17 +142,24 @@ class SweepProgress:
 
     def compare(self) -> str:
         """Each phase this run went through: the minutes it took against its estimate."""
-        parts = [f"{k} {v:.1f} (estimated {self.plan.estimate_phases.get(k, 0):.1f})"
-                 for k, v in self.durations.items() if k in self.plan.estimate_phases]
-        return "; ".join(parts)
+        with self.lock:
+            durations = dict(self.durations)
+        estimated = self.plan.estimate_phases
+        parts = [f"{k} {v:.1f} (estimated {estimated[k]:.1f})"
+                 for k, v in durations.items() if k in estimated]
+        return "; ".join(parts) or "not estimated"
 
     def line(self) -> str:
+        with self.lock:
+            phase, since = self.phase, self.phase_since
         now = self.clock()
-        elapsed = (now - self.phase_since) / 60
-        ratio, measured = self.ratio()
-        left, over = minutes_left(self.phase, elapsed, self.plan.estimate_phases, ratio)
-        text = (f"progress: {self.phase} ({elapsed:.1f} min in this phase, "
+        elapsed = (now - since) / 60
+        text = (f"progress: {phase} ({elapsed:.1f} min in this phase, "
                 f"{(now - self.started) / 60:.1f} in all)")
+        if not self.plan.estimate_phases:  # a sweep.json from before phases were estimated
+            return text
+        ratio, measured = self.ratio(phase)
+        left, over = minutes_left(phase, elapsed, self.plan.estimate_phases, ratio)
         if measured is not None:
             text += (f"; trials train {measured:.0f} images/s, the estimate assumed "
                      f"{self.planned_rate:.0f}")
@@ -140,7 +169,8 @@ class SweepProgress:
 
 
 @contextmanager
-def following(plan, out=print, every_s: float = EVERY_S, poll_s: float = POLL_S):
+def following(plan, out=functools.partial(print, flush=True), every_s: float = EVERY_S,
+              poll_s: float = POLL_S):
     """While the body runs, print the progress line at each phase change and every
     ``every_s`` seconds."""
     progress = SweepProgress(plan)
@@ -164,7 +194,8 @@ def following(plan, out=print, every_s: float = EVERY_S, poll_s: float = POLL_S)
     finally:
         stop.set()
         thread.join(timeout=5)
-        try:
-            progress.observe()
-        except Exception as exc:
-            log.debug("progress line: %s", exc)
+        if not thread.is_alive():  # the phase the body ended in gets its minutes too
+            try:
+                progress.observe()
+            except Exception as exc:
+                log.debug("progress line: %s", exc)

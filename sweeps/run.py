@@ -150,9 +150,10 @@ def describe(plan) -> str:
     confirm = (f", then the top {plan.confirm_top} again on {len(plan.confirm_seeds)} fresh "
                f"seed{'s' * (len(plan.confirm_seeds) > 1)} each" if plan.confirm_top else "")
     phases = ", ".join(f"{k} {v:.0f}" for k, v in plan.estimate_phases.items() if v >= 0.5)
+    basis = f"{phases}; {speed_basis(plan)}" if phases else speed_basis(plan)
     return (f"preset {preset.name}{chosen}: {plan.num_samples} trials of {r.space}{kind} on "
             f"{r.dataset} ({budget}, scheduler {plan.scheduler}), {plan.concurrency} at a "
-            f"time{confirm}; estimated {span} ({phases}; {speed_basis(plan)})")
+            f"time{confirm}; estimated {span} ({basis})")
 
 
 def speed_basis(plan) -> str:

@@ -81,7 +81,14 @@ def plan_sweep(request: SweepRequest, ray) -> SweepPlan:
         return plan
     print("measuring this machine's speed for the estimate ...", flush=True)
     specs = scorers_to_build(request, plan.scorer_specs, cached)
-    speeds = calibrate.measure_speeds(plan.preset, plan.model, request, plan.trial_cpus, specs)
+    try:
+        speeds = calibrate.measure_speeds(plan.preset, plan.model, request, plan.trial_cpus,
+                                          specs)
+    except Exception as exc:  # TF, torch and pythae raise their own types
+        # the estimate is a courtesy: the sweep goes on with the preset's rates
+        log.warning("could not measure this machine's speed (%s: %s); the estimate uses "
+                    "the %s preset's rates", type(exc).__name__, exc, plan.preset.name)
+        return plan
     return resolve_plan(request, cluster, cached, speeds)
 
 
