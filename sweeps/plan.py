@@ -235,8 +235,11 @@ def estimate(preset: Preset, model: str, dataset: str, trials: int, concurrency:
     if scheduler == "asha" and trials > concurrency:
         others = trials - 1  # besides the paper point
         kept = max(1.0, others * 0.6)  # trials that run to the end and are scored
+        # perfectly packed, plus the tail: while the last trial runs, the lanes that have
+        # nothing left idle for half a trial on average
+        tail = full / 2 * (concurrency - 1) / concurrency
         search = max((full + train_min * others * 0.75 + score_min * kept)
-                     / max(concurrency, 1), full * min(waves, 1.0))
+                     / max(concurrency, 1) + tail, full * min(waves, 1.0))
     phases = dict(zip(ESTIMATE_PHASES, (scorers, start, search, confirm)))
     return Estimate(sum(phases.values()), start + scorers + worst_search + confirm, phases)
 
