@@ -162,6 +162,21 @@ def fresh_tuning(plan: SweepPlan, tracker) -> None:
         shutil.rmtree(tune_dir)
 
 
+def forget_unknown_trials(tracker, grid) -> None:
+    """After a resumed search: delete the child runs of trials Tune's saved state did not
+    hold (started in MLflow just before a kill), so each trial is counted once. A failure
+    here is a warning: the search's results stand."""
+    known = {Path(r.path).name.removeprefix("trial_") for r in grid if r.path}
+    try:
+        gone = tracker.delete_unknown_children(known)
+    except Exception as exc:  # the MLflow client raises its own types
+        log.warning("could not check MLflow for runs of unsaved trials: %s", exc)
+        return
+    if gone:
+        log.info("resume: deleted %d MLflow run(s) of trials the saved search did not hold",
+                 gone)
+
+
 def run_sweep(plan: SweepPlan, saved: dict) -> dict:
     """Run ``plan`` from the phase ``saved`` (its ``sweep.json``) reached, on the Ray that
     ``init_ray`` started; returns the summary
@@ -211,7 +226,8 @@ def run_sweep(plan: SweepPlan, saved: dict) -> dict:
             raise SweepError(f"{exc}: the sweep in {sweep_dir} was confirming its search "
                              f"and cannot go on without it; start a new sweep") from exc
     else:
-        if saved["phase"] == "tuning" and can_resume(sweep_dir / "tune"):
+        restored = saved["phase"] == "tuning" and can_resume(sweep_dir / "tune")
+        if restored:
             tuner = restore_tuner(plan, ceiling)
         else:
             if saved["phase"] == "tuning":  # killed before Tune saved its first state
@@ -221,6 +237,8 @@ def run_sweep(plan: SweepPlan, saved: dict) -> dict:
             saved = sweep_record.advance(sweep_dir, saved, "tuning")
         grid = tuner.fit()
         close_orphan_trials(plan.study_name, plan.optuna_url)
+        if restored:
+            forget_unknown_trials(tracker, grid)
     sweep_record.log_phase(sweep_dir, "tuning-done")
     rows = report.collect_rows(grid, plan.trial_constants)
     report.mark_paper_trial(rows, plan.paper_point)

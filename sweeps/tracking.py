@@ -140,6 +140,19 @@ class SweepTracker:
         self._write_journal(kept)
         return len(children)
 
+    def delete_unknown_children(self, known_trials: set) -> int:
+        """Delete the search trials' child runs whose trial ``known_trials`` (Tune's restored
+        experiment) does not hold: a kill between a trial's start in MLflow and Tune's save
+        leaves a run of a trial the resumed search never continues."""
+        children = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'")
+        unknown = [r for r in children if CONFIRMS_TAG not in r.data.tags
+                   and r.data.tags.get(TRIAL_TAG) not in known_trials]
+        for run in unknown:
+            self.client.delete_run(run.info.run_id)
+        return len(unknown)
+
     # --- the parent run's calls ----------------------------------------------------------
     def log_metrics(self, metrics: dict) -> None:
         """Sweep-level numbers (real-data ceiling, best scores)."""

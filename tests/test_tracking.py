@@ -90,3 +90,16 @@ def test_each_child_run_names_the_real_data_it_trained_and_was_scored_on(tracker
     assert source["md5"]["train-images-idx3-ubyte"] == "6bbc9ace898e44ae57da46a324031adb"
     assert source["subset"] == 600 and json.loads(train.profile)["num_rows"] == 600
     assert inputs["t2"][("mnist-train", "training")].digest != train.digest
+
+
+def test_a_resumed_search_deletes_the_runs_of_trials_its_saved_state_lost(tracker):
+    tracker.trial_started("t1", "trial_t1", {"lr": 0.1})
+    tracker.trial_started("t2", "trial_t2", {"lr": 0.2})  # started just before a kill
+    tracker.trial_started("c1", "trial_c1", {"lr": 0.1, "confirms": "t1"})
+    assert tracker.delete_unknown_children({"t1"}) == 1
+    runs = tracker.client.search_runs(
+        [tracker.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{tracker.parent_run_id}'")
+    # the saved trial and the confirmation trial (another experiment's) stay
+    assert sorted(r.data.tags[tracking.TRIAL_TAG] for r in runs) == ["c1", "t1"]
+    assert tracker.delete_unknown_children({"t1"}) == 0
