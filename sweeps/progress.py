@@ -50,8 +50,8 @@ def current_phase(state_phase: str, milestones: list[str], builds_scorers: bool 
 
 
 def _json_lines(path: Path) -> list[dict]:
-    """The complete JSON lines of ``path``, skipping any that do not parse (a line a kill
-    cut short, then appended to)."""
+    """The complete JSON lines of ``path`` (a trial's ``result.json``), skipping any that do
+    not parse."""
     try:
         text = path.read_text()
     except OSError:
@@ -63,12 +63,6 @@ def _json_lines(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return [r for r in rows if isinstance(r, dict)]
-
-
-def milestones(path: Path) -> list[dict]:
-    """The milestones of a phase log that carry a name and a time."""
-    return [r for r in _json_lines(path)
-            if isinstance(r.get("phase"), str) and isinstance(r.get("time"), (int, float))]
 
 
 def trial_rates(folder: Path) -> list[float]:
@@ -114,7 +108,7 @@ class SweepProgress:
             state = sweep_record.read_state(self.sweep_dir).get("phase", "planned")
         except (OSError, ValueError):  # not written yet
             return False
-        events = milestones(self.sweep_dir / sweep_record.PHASE_LOG)
+        events = sweep_record.read_phases(self.sweep_dir)
         names, since = [], False
         for event in events:
             since = since or (event["phase"] == "start" and event["time"] >= self.started - 1)

@@ -76,11 +76,20 @@ def log_phase(sweep_dir, name: str, **info) -> None:
 
 
 def read_phases(sweep_dir) -> list:
-    """The complete lines of the phase log (a line being written is left out)."""
+    """The complete lines of the phase log: a line being written is left out, and so is one
+    a kill cut short (the next start's line is then appended to it)."""
     path = Path(sweep_dir) / PHASE_LOG
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().split("\n")[:-1] if line.strip()]
+    events = []
+    for line in path.read_text().split("\n")[:-1]:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(event, dict) and isinstance(event.get("time"), (int, float)):
+            events.append(event)
+    return events
 
 
 def trial_checkpoint(run: Path, trial: str) -> tuple[Path, dict]:
