@@ -194,16 +194,16 @@ def test_inception_actor_in_a_worker_process(ray_local, samples):
 
 
 def test_concurrent_callers_and_a_kill_under_load(vit_dir, tmp_path):
-    """1, 4 and 16 callers from separate processes at once, each sending 1,000 and then
-    5,000 samples (bench/actor_load.py): every result equals the one computed alone, also
-    when the actor is killed mid-queue (at 1,000 samples, to keep CI short; docs/benchmarks.md
-    run 4 has the kill at 5,000 too)."""
+    """1, 4 and 16 callers from separate processes at once, each sending 1,000 samples
+    (bench/actor_load.py): every result equals the one computed alone, also when the actor
+    is killed mid-queue. 1,000 samples keep CI short: at 5,000 this test took 432 s of CI's
+    90 minutes; docs/benchmarks.md run 4 has the 5,000-sample rows and a kill at 5,000."""
     import json
     import subprocess
     import sys
 
     out = tmp_path / "load.json"
-    for extra, ns in (([], (1000, 5000)), (["--kill"], (1000,))):
+    for extra, ns in (([], (1000,)), (["--kill"], (1000,))):
         r = subprocess.run([sys.executable, "bench/actor_load.py", "--scorer-dir", str(vit_dir),
                             "--callers", "1,4,16", "--n", ",".join(map(str, ns)),
                             "--json", str(out), *extra],
