@@ -73,10 +73,10 @@ def train_scorer(spec: TrainSpec, folder: Path, *, spec_hash: str, data_dir=None
         last.update(probs=probs, feats=feats, acc=acc)
         epoch_started[0] = time.time()
 
-    augment = None
-    if spec.augment != "none":
-        def augment(images, epoch):
-            return degrade.degrade(images, seed=spec.seed * 1000 + epoch, level=spec.augment)
+    def degraded(images, epoch):
+        return degrade.degrade(images, seed=spec.seed * 1000 + epoch, level=spec.augment)
+
+    augment = None if spec.augment == "none" else degraded
     impl.fit(model, x_train, ds.train.labels, epochs=spec.epochs,
              batch_size=spec.batch_size, lr=spec.lr, seed=spec.seed, epoch_end=epoch_end,
              progress=progress, schedule=spec.schedule, augment=augment)

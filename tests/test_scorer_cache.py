@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scorers.scorer_cache import (build_here, ensure_spec, is_complete, read_metadata,
-                                  scorer_dir_for)
+from scorers.scorer_cache import build_here, ensure_spec, is_complete, read_metadata, scorer_dir_for
 from scorers.spec import TrainSpec
 
 REPO = Path(__file__).resolve().parents[1]
