@@ -15,25 +15,19 @@ import dataclasses
 import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable
 
 from scorers.keys import OBJECTIVES, PROBE_PREFIX, objective_keys
 from scorers.spec import KINDS, TrainSpec
 from sweeps.calibrate import Speeds
 from sweeps.confirm import fresh_seeds
+from sweeps.estimate import estimate, trial_rate
 from sweeps.presets import PRESETS, Preset, default_preset
 from sweeps.request import SweepRequest
 from sweeps.spaces import MODEL_OF_SPACE, paper_point
 from sweeps.tracking_server import default_tracking_uri
 
 NAMESPACE = "gensweep"
-# From the start to the first trial, and from the last to the exit, with cached scorers and
-# a cached real-data ceiling: Python, Ray, the actors, the summary (0.4 min measured on the
-# 2-core dev VM, 2026-12-04). New scorers also mean a new ceiling (sweeps/ceiling.py: 37-47 s
-# measured there); so does a first sweep after its inputs change (sweeps/ceiling.py), which
-# the estimate does not see: it is then 0.8 min short.
-STARTUP_MINUTES = 0.5
-CEILING_MINUTES = 0.8
 
 
 def sweep_sampler(request: SweepRequest) -> str:
@@ -97,13 +91,18 @@ class SweepPlan:
     trial_constants: dict  # TrainConfig fields every trial shares
     estimate_minutes: float
     estimate_max_minutes: float
-    # minutes of each phase (PHASES) in the expected case, for the progress line
+    # minutes of each phase (ESTIMATE_PHASES) in the expected case, for the progress line
     estimate_phases: dict = dataclasses.field(default_factory=dict)
     speeds: Speeds | None = None  # measured on this machine (sweeps.calibrate), else None
 
     @property
     def model(self) -> str:
         return MODEL_OF_SPACE[self.request.space]
+
+    @property
+    def trial_rate(self) -> float:
+        """Images per second the estimate assumes a trial trains at."""
+        return trial_rate(self.preset, self.model, self.trial_gpus > 0, self.speeds)
 
     @property
     def modes(self) -> tuple:
@@ -189,59 +188,6 @@ def _resources(request: SweepRequest, preset: Preset, cluster: Cluster) -> dict:
     return dict(trial_cpus=float(trial_cpus), trial_gpus=float(trial_gpus),
                 actor_cpus=float(actor_cpus), actor_gpus=float(request.scorer_gpus),
                 concurrency=n)
-
-
-class Estimate(NamedTuple):
-    """Minutes: the expected case, the most it can take, and the expected case by phase
-    (ESTIMATE_PHASES; ``setup`` holds Ray, the actors, a new real-data ceiling and the
-    report at the end)."""
-
-    expected: float
-    worst: float
-    phases: dict
-
-
-# The phases the estimate counts, in the order they run (sweeps.progress follows them).
-ESTIMATE_PHASES = ("scorers", "setup", "search", "confirmation")
-
-
-def estimate(preset: Preset, model: str, dataset: str, trials: int, concurrency: int,
-             gpu: bool, scheduler: str, scorers_to_build: int,
-             confirmations: int = 0, speeds: Speeds | None = None) -> Estimate:
-    """Start-up, scorer fine-tunes still to do (and the real-data ceiling of new scorers),
-    the trials in waves of ``concurrency``, and the ``confirmations`` (whole trials, in waves
-    of their own). With 8 trials ASHA's rungs are thin: in the quick sweeps of
-    docs/results-cpu.md it kept 64-82% of the other trials' training and scored half to five
-    sevenths of them; the paper point always runs to the end.
-
-    ``speeds`` (measured here, ``sweeps.calibrate``) replace the preset's rates: a trial's
-    training rate scales its training and its scoring alike, and the fine-tunes take the
-    minutes measured for them."""
-    rates = preset.images_per_s_gpu if gpu else preset.images_per_s_cpu
-    rate, score_min = rates[model], preset.score_seconds / 60
-    scorers = preset.scorer_minutes(dataset, gpu) * scorers_to_build / len(KINDS)
-    if speeds is not None:
-        score_min *= rate / speeds.images_per_s
-        rate = speeds.images_per_s
-        if scorers_to_build:
-            scorers = sum(speeds.scorer_minutes.values())
-    train_min = preset.trial_images() / rate / 60
-    start = STARTUP_MINUTES + (CEILING_MINUTES if scorers_to_build else 0.0)
-    full = train_min + score_min
-    waves = trials / max(concurrency, 1)
-    confirm = -(-confirmations // max(concurrency, 1)) * full
-    worst_search = -(-trials // max(concurrency, 1)) * full
-    search = worst_search
-    if scheduler == "asha" and trials > concurrency:
-        others = trials - 1  # besides the paper point
-        kept = max(1.0, others * 0.6)  # trials that run to the end and are scored
-        # perfectly packed, plus the tail: while the last trial runs, the lanes that have
-        # nothing left idle for half a trial on average
-        tail = full / 2 * (concurrency - 1) / concurrency
-        search = max((full + train_min * others * 0.75 + score_min * kept)
-                     / max(concurrency, 1) + tail, full * min(waves, 1.0))
-    phases = dict(zip(ESTIMATE_PHASES, (scorers, start, search, confirm)))
-    return Estimate(sum(phases.values()), start + scorers + worst_search + confirm, phases)
 
 
 def scorers_to_build(request: SweepRequest, specs: dict,

@@ -6,7 +6,7 @@ else: the phase is read from ``sweep.json`` and the milestone log (``sweeps.swee
 and the trials' speed from the ``result.json`` Tune writes for each of them. So it needs no
 hook in the phases, and a resumed sweep is followed like a fresh one.
 
-The time left starts from the plan's estimate of each phase (``sweeps.plan.estimate``).
+The time left starts from the plan's estimate of each phase (``sweeps.estimate``).
 Once trials report, their measured training rate against the rate the estimate assumed
 rescales what remains of the search and the whole confirmation phase (the same trials again).
 A phase running past its estimate is said to be, with by how much.
@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sweeps import sweep_record
-from sweeps.plan import ESTIMATE_PHASES
+from sweeps.estimate import ESTIMATE_PHASES
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +98,7 @@ class SweepProgress:
         self.phase, self.phase_since = None, self.started
         self.durations: dict = {}  # minutes each finished phase took
         self.lock = threading.Lock()
-        rates = (plan.preset.images_per_s_gpu if plan.trial_gpus else
-                 plan.preset.images_per_s_cpu)
-        self.planned_rate = plan.speeds.images_per_s if plan.speeds else rates[plan.model]
+        self.planned_rate = plan.trial_rate
 
     def observe(self) -> bool:
         """Read the sweep's phase; True if it changed."""

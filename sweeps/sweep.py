@@ -21,6 +21,7 @@ from scorers.scorer_cache import is_complete, scorer_dir_for
 from sweeps import calibrate, confirm, report, sweep_record, tracking
 from sweeps.ceiling import real_ceiling
 from sweeps.outcome import finish_sweep
+from sweeps.pending_calls import PendingCalls
 from sweeps.plan import NAMESPACE, Cluster, SweepPlan, resolve_plan, scorers_to_build
 from sweeps.preflight import SweepError, check_cluster, cluster_address
 from sweeps.redact import redact_settings, redact_url
@@ -287,7 +288,7 @@ def confirm_phase(plan: SweepPlan, saved: dict, ranked: list[dict], tracker,
 def mlflow_incomplete(plan: SweepPlan) -> bool:
     """Whether MLflow still misses calls a dead tracking server did not take (kept for
     replay by the writer, ``sweeps.tracking``)."""
-    return (Path(plan.sweep_dir) / tracking.JOURNAL).is_file()
+    return bool(PendingCalls(plan.sweep_dir))
 
 
 def deliver_kept_calls(plan: SweepPlan, saved: dict) -> int:

@@ -12,16 +12,15 @@ each is idempotent, so a replay never duplicates a run, a param or a round's met
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
 from sweeps.databases import mlflow_client
 from sweeps.mlflow_datasets import trial_inputs
 from sweeps.model_registry import register_generator, supports_registry
+from sweeps.pending_calls import PendingCalls
 from sweeps.redact import redact_url
 from sweeps.tracking_server import bound_http_retries, server_answers
 
@@ -34,7 +33,6 @@ STATUS_TAG = "gensweep.status"
 RANK_TAG = "gensweep.rank"
 CONFIRMS_TAG = "gensweep.confirms"  # a confirmation trial's run: the search trial it repeats
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
-JOURNAL = "mlflow_pending.jsonl"
 # gensweep.status of a child run -> MLflow's run status
 RUN_STATUS = {"finished": "FINISHED", "stopped": "KILLED"}
 # A number every round reports (losses, progress, the probe), not a final score.
@@ -77,8 +75,12 @@ class SweepTracker:
         return self._client
 
     @property
+    def pending(self) -> PendingCalls:
+        return PendingCalls(self.sweep_dir)
+
+    @property
     def journal_path(self) -> Path:
-        return Path(self.sweep_dir) / JOURNAL
+        return self.pending.path
 
     # --- set-up (must succeed) -----------------------------------------------------------
     def attach(self, experiment_id: str, parent_run_id: str) -> None:
@@ -128,30 +130,30 @@ class SweepTracker:
         """Delete the parent's child runs (with ``confirmations_only``, those of confirmation
         trials), and the kept calls about them (of trials a restarted phase will not
         continue), so a replay cannot bring them back."""
-        children = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'")
+        children = self._children()
         if confirmations_only:
             children = [r for r in children if CONFIRMS_TAG in r.data.tags]
         for run in children:
             self.client.delete_run(run.info.run_id)
-        kept = [e for e in self._journal() if e["op"] not in TRIAL_OPERATIONS
+        kept = [e for e in self.pending.read() if e["op"] not in TRIAL_OPERATIONS
                 or (confirmations_only and "confirms" not in e["args"][2])]
-        self._write_journal(kept)
+        self.pending.rewrite(kept)
         return len(children)
 
     def delete_unknown_children(self, known_trials: set) -> int:
         """Delete the search trials' child runs whose trial ``known_trials`` (Tune's restored
         experiment) does not hold: a kill between a trial's start in MLflow and Tune's save
         leaves a run of a trial the resumed search never continues."""
-        children = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'")
-        unknown = [r for r in children if CONFIRMS_TAG not in r.data.tags
+        unknown = [r for r in self._children() if CONFIRMS_TAG not in r.data.tags
                    and r.data.tags.get(TRIAL_TAG) not in known_trials]
         for run in unknown:
             self.client.delete_run(run.info.run_id)
         return len(unknown)
+
+    def _children(self) -> list:
+        return self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'")
 
     # --- the parent run's calls ----------------------------------------------------------
     def log_metrics(self, metrics: dict) -> None:
@@ -202,13 +204,13 @@ class SweepTracker:
         short ``/health`` probe instead of each waiting out the client's retries. Kept calls
         are replayed before a new one, so MLflow receives them in order."""
         if self._down and not server_answers(self.uri):
-            self._keep(op, args)
+            self.pending.add(op, args)
             return False
-        if self.journal_path.is_file():
+        if self.pending:
             self.replay()
-            if self.journal_path.is_file() and not server_answers(self.uri):
+            if self.pending and not server_answers(self.uri):
                 self._down = True
-                self._keep(op, args)
+                self.pending.add(op, args)
                 return False
         self._down = False
         try:
@@ -218,14 +220,14 @@ class SweepTracker:
             self._down = True
             log.warning("MLflow %s failed (%s: %s); kept for replay in %s", op,
                         redact_url(self.uri), exc, self.journal_path)
-            self._keep(op, args)
+            self.pending.add(op, args)
             return False
 
     def replay(self) -> int:
         """Retry the kept calls, in order; returns how many are still kept. Stops at the
         first failure while the server is down (the rest would only wait out their
         timeouts); a call the live server rejects is kept and the replay goes on."""
-        entries = self._journal()
+        entries = self.pending.read()
         still = []
         for i, entry in enumerate(entries):
             try:
@@ -238,7 +240,7 @@ class SweepTracker:
                             entry["op"], exc, self.journal_path)
                 still.append(entry)
         if entries:
-            self._write_journal(still)
+            self.pending.rewrite(still)
         return len(still)
 
     def close(self) -> int:
@@ -249,23 +251,6 @@ class SweepTracker:
             log.warning("%d MLflow calls could not be delivered; they stay in %s and are "
                         "replayed by `--resume`", left, self.journal_path)
         return left
-
-    def _keep(self, op: str, args) -> None:
-        with open(self.journal_path, "a") as fh:
-            fh.write(json.dumps({"op": op, "args": list(args)}, default=str) + "\n")
-
-    def _journal(self) -> list[dict]:
-        if not self.journal_path.is_file():
-            return []
-        return [json.loads(l) for l in self.journal_path.read_text().splitlines() if l]
-
-    def _write_journal(self, entries: list[dict]) -> None:
-        if not entries:
-            self.journal_path.unlink(missing_ok=True)
-            return
-        tmp = self.journal_path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(e) + "\n" for e in entries))
-        os.replace(tmp, self.journal_path)
 
     # --- the operations (each idempotent, so a replay never duplicates) ------------------
     def _op_sweep_metrics(self, metrics: dict, ts_ms: int) -> None:

@@ -7,7 +7,8 @@ import pytest
 
 from sweeps import sweep_record
 from sweeps.calibrate import Speeds
-from sweeps.plan import Cluster, estimate, resolve_plan
+from sweeps.estimate import estimate
+from sweeps.plan import Cluster, resolve_plan
 from sweeps.presets import PRESETS
 from sweeps.progress import SweepProgress, current_phase, following, minutes_left, trial_rates
 from sweeps.request import SweepRequest
@@ -83,6 +84,10 @@ def test_the_plan_records_its_speeds_and_phases_and_reads_them_back(tmp_path):
     assert sum(plan.estimate_phases.values()) == pytest.approx(plan.estimate_minutes, abs=0.1)
     again = SweepPlan.from_dict(json.loads(json.dumps(plan.to_dict())))
     assert again == plan
+    # the estimate and the progress line assume one training rate: the measured one here
+    assert again.trial_rate == SweepProgress(again).planned_rate == 300.0
+    unmeasured = resolve_plan(request, CPU2)
+    assert unmeasured.trial_rate == unmeasured.preset.images_per_s_cpu["vaegan"] != 300.0
     line = describe(plan)
     assert "measured here in 71 s: a trial trains 300 images/s" in line
     assert "inception fine-tune 14.2 min" in line and "scorers 17" in line

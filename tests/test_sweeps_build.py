@@ -235,7 +235,7 @@ def test_an_objective_without_a_probe_is_refused_before_anything_runs(tmp_path, 
 
 
 def test_estimate_counts_scorers_asha_and_waves(tmp_path):
-    from sweeps.plan import CEILING_MINUTES, estimate
+    from sweeps.estimate import CEILING_MINUTES, estimate
 
     quick = PRESETS["quick"]
     cached = estimate(quick, "vae", "mnist", 8, 2, False, "asha", 0)

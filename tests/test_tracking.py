@@ -103,3 +103,17 @@ def test_a_resumed_search_deletes_the_runs_of_trials_its_saved_state_lost(tracke
     # the saved trial and the confirmation trial (another experiment's) stay
     assert sorted(r.data.tags[tracking.TRIAL_TAG] for r in runs) == ["c1", "t1"]
     assert tracker.delete_unknown_children({"t1"}) == 0
+
+
+def test_a_kept_call_a_kill_cut_short_is_skipped_and_the_rest_replayed(tracker, monkeypatch):
+    def down(*args, **kwargs):
+        raise ConnectionError("tracking server went away")
+
+    monkeypatch.setattr(MlflowClient, "set_terminated", down)
+    monkeypatch.setattr(tracking, "server_answers", lambda uri: False)
+    tracker.finish("FINISHED")
+    with open(tracker.journal_path, "a") as fh:  # a kill in the middle of the next line
+        fh.write('{"op": "sweep_metrics", "args": [{"ceiling_ts')
+    monkeypatch.undo()
+    assert tracker.close() == 0 and not tracker.journal_path.exists()
+    assert MlflowClient(tracker.uri).get_run(tracker.parent_run_id).info.status == "FINISHED"
