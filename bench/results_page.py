@@ -3,9 +3,10 @@
     python bench/results_page.py SWEEP_DIR --name vaegan-mnist [--img docs/img]
 
 Prints the scorers' test accuracies, the real-data ceiling, the paper-config trial, the best
-trial (by the sweep's objective) and each trial's scores with their ratio to the ceiling,
-all read from the sweep's own files (``sweep.json``, ``results.csv``, the scorer folders'
-``metadata.json``); copies the best and the paper-config trials' sample grids, labelled
+trial (by the sweep's objective) and each search trial's scores with their ratio to the
+ceiling, then the configurations confirmed on fresh seeds and the verdict, all read from the
+sweep's own files (``sweep.json``, ``results.csv``, ``confirmed.csv``, ``best_config.json``,
+the scorer folders' ``metadata.json``); copies the best and the paper-config trials' sample grids, labelled
 grids and memorisation pairs into ``--img`` as ``<name>-best-*.png`` / ``<name>-paper-*.png``.
 Nothing is computed here: every number is one the sweep wrote.
 """
@@ -50,7 +51,9 @@ def page(sweep: Path, name: str, img: Path | None) -> str:
 
     saved = json.loads((sweep / "sweep.json").read_text())
     plan, ceiling = saved["plan"], saved.get("ceiling", {})
-    rows = report.read_results(sweep)
+    # the search trials: a confirmation trial repeats one of them on a fresh seed, and its
+    # scores enter only the confirmation's means (ranking it here would pick a lucky seed)
+    rows = [r for r in report.read_results(sweep) if r.get("phase") != "confirm"]
     objective = plan["objective"]
     n = max(plan["ns"])
     COLS = columns(n)
@@ -89,6 +92,7 @@ def page(sweep: Path, name: str, img: Path | None) -> str:
                                          -(r.get(ts_key) or 0))):
         tag = ("**best**, " if r is best else "") + ("paper config, " if r is paper else "")
         out.append(line(f"{tag}{r['trial_id']} ({r.get('status')})", r))
+    out += confirmation(sweep, saved, n)
     if img is not None:
         img.mkdir(parents=True, exist_ok=True)
         for label, r in (("best", best), ("paper", paper)):
@@ -99,6 +103,36 @@ def page(sweep: Path, name: str, img: Path | None) -> str:
                     out.append(f"\n{label} trial, `{f}`: ![{label} {f}]"
                                f"(img/{name}-{label}-{f})")
     return "\n".join(out)
+
+
+def confirmation(sweep: Path, saved: dict, n: int) -> list[str]:
+    """The confirmed configurations (``confirmed.csv``): each headline measure's mean +- SD
+    over the fresh seeds, the search trial's own value in brackets, and the verdict that
+    ``best_config.json`` records."""
+    import csv
+
+    from sweeps.confirm import headline
+
+    path = sweep / "confirmed.csv"
+    if not path.is_file():
+        return ["", "No configuration was confirmed on fresh seeds."]
+    names = headline([n])
+    entries = list(csv.DictReader(path.open()))
+    out = ["", f"Confirmed on fresh seeds (seeds {entries[0]['seeds']}; mean +- SD over the "
+           f"seeds, the search trial's own value in brackets):", "",
+           "| configuration (search trial) | " + " | ".join(v[0] for v in names.values()) + " |",
+           "|" + " --- |" * (len(names) + 1)]
+    for e in entries:
+        cells = [f"{fmt(e[f'{k}_mean'])} +- {fmt(e[f'{k}_sd'])} [{fmt(e[f'{k}_search'])}]"
+                 if e.get(f"{k}_mean") else "-" for k in names]
+        out.append(f"| {e['confirms']} | " + " | ".join(cells) + " |")
+    best = sweep / "best_config.json"
+    verdict = json.loads(best.read_text()).get("confirmation") if best.is_file() else None
+    if verdict:
+        out += ["", f"Winner: {verdict['winner']} ({verdict['reason']})." if verdict["winner"]
+                else f"No winner declared: {', '.join(verdict['tied'])} are {verdict['reason']}."]
+        out += [f"Warning: {w}" for w in verdict.get("warnings", [])]
+    return out
 
 
 def main(argv=None) -> int:
