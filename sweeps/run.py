@@ -149,7 +149,9 @@ def describe(plan) -> str:
     kind += f" (samples from {plan.trial_constants['sampler']})"
     confirm = (f", then the top {plan.confirm_top} again on {len(plan.confirm_seeds)} fresh "
                f"seed{'s' * (len(plan.confirm_seeds) > 1)} each" if plan.confirm_top else "")
-    phases = ", ".join(f"{k} {v:.0f}" for k, v in plan.estimate_phases.items() if v >= 0.5)
+    # whole minutes, but a phase under one still shows (0.5 would print as "0")
+    phases = ", ".join(f"{k} {v:.0f}" if v >= 1 else f"{k} {v:.1f}"
+                       for k, v in plan.estimate_phases.items() if v >= 0.05)
     basis = f"{phases}; {speed_basis(plan)}" if phases else speed_basis(plan)
     return (f"preset {preset.name}{chosen}: {plan.num_samples} trials of {r.space}{kind} on "
             f"{r.dataset} ({budget}, scheduler {plan.scheduler}), {plan.concurrency} at a "

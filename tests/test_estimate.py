@@ -92,6 +92,8 @@ def test_the_plan_records_its_speeds_and_phases_and_reads_them_back(tmp_path):
     assert "measured here in 71 s: a trial trains 300 images/s" in line
     assert "inception fine-tune 14.2 min" in line and "scorers 17" in line
     assert "not measured on this machine" in describe(resolve_plan(request, CPU2))
+    cached = describe(resolve_plan(request, CPU2, scorer_cached=lambda spec: True))
+    assert "(setup 0.5, search " in cached  # under a minute, yet not printed as "0"
 
 
 def test_only_trials_on_this_machines_cpu_are_measured():
