@@ -7,7 +7,8 @@ For each N and sample count n, N Ray tasks (separate worker processes, like N tr
 one score request each to one named ``ScorerActor`` at the same moment. Reported per (N, n):
 latency p50 / p99 (request sent to result back), the actor's peak memory (VmHWM of its
 process), and whether every result equals the one the same actor computed alone. With ``--kill`` the actor
-is SIGKILLed while the requests are in flight: Ray restarts it and retries the calls
+is SIGKILLed while it serves the requests (once it has spent ``BUSY_CPU_S`` of CPU on them;
+``unfinished_at_kill`` counts the requests not yet answered then): Ray restarts it and retries the calls
 (``max_restarts=-1``, ``max_task_retries``), and the results must still equal.
 
 An actor serves one request at a time (the score maths is not thread-safe to overlap, and
@@ -42,6 +43,15 @@ def max_rel_diff(a: dict, b: dict) -> float:
     diffs = [abs(a[k] - b[k]) / max(abs(b[k]), 1e-12) for k in a.keys() & b.keys()
              if np.isfinite(a[k]) and np.isfinite(b[k])]
     return float(max(diffs, default=0.0))
+
+
+BUSY_CPU_S = 0.3  # CPU seconds the actor spends on the requests before --kill kills it
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (/proc/PID/stat fields 14, 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_memory_mb(pid: int) -> float | None:
@@ -80,9 +90,14 @@ def run(scorer_dir: str, callers: list, ns: list, kill: bool, cpus: float = 0.5)
             alone = ray.get(handle.score.remote(images, ns=(n,)))
             sent = time.time()
             refs = [task.remote(name, images, (n,), sent) for _ in range(k)]
-            killed_pid = None
+            killed_pid, unfinished = None, None
             if kill:
-                time.sleep(1.0)  # the first requests are being served
+                # kill while a request is being served: once the actor has burnt CPU on it
+                # (a fixed sleep could land before the requests arrive, or after the last)
+                start_cpu, deadline = cpu_seconds(pid), time.time() + 120
+                while cpu_seconds(pid) - start_cpu < BUSY_CPU_S and time.time() < deadline:
+                    time.sleep(0.01)
+                unfinished = len(ray.wait(refs, num_returns=len(refs), timeout=0)[1])
                 killed_pid = pid
                 os.kill(pid, signal.SIGKILL)
             out = ray.get(refs, timeout=3600)
@@ -95,6 +110,7 @@ def run(scorer_dir: str, callers: list, ns: list, kill: bool, cpus: float = 0.5)
                          "all_equal_alone": all(r == alone for r, _ in out),
                          "max_rel_diff_driver": max_rel_diff(alone, in_driver),
                          "killed_actor": killed_pid is not None,
+                         "unfinished_at_kill": unfinished,
                          "restarted": killed_pid is not None and new_pid != killed_pid})
             print(json.dumps(rows[-1]), flush=True)
             ray.kill(handle)

@@ -219,6 +219,8 @@ def test_concurrent_callers_and_a_kill_under_load(vit_dir, tmp_path):
         assert all(row["max_rel_diff_driver"] < 0.02 for row in rows), rows
         if extra:
             assert all(row["restarted"] for row in rows), rows
+            # the kill came while the actor served the requests, none of them answered yet
+            assert all(row["unfinished_at_kill"] == row["callers"] for row in rows), rows
         # one request at a time: sixteen wait about sixteen times one, and none is lost
         for i in range(0, len(rows), 3):
             assert rows[i + 2]["p99_s"] >= rows[i]["p50_s"], rows
