@@ -14,7 +14,9 @@ Reading it: about 0 for fresh draws from the data distribution; below ``COPYING_
 paper's own cut-off) the samples copy the training set; well above 0 they are farther from it
 than real images (off the data). It is no blur detector: in pixels, blurred held-out digits
 sit slightly closer to the training images than sharp ones (C_T about -1 at a 1.5 px blur,
-MNIST, tests/test_memorisation.py's set-up). The share of exact or near copies
+MNIST, tests/test_memorisation.py's set-up), and a VAE's soft samples read far below -3 in
+pixels with no copy among them (-4.7 to -6.6 in the MNIST VAE sweep of docs/results-cpu.md,
+where the ViT features read +0.3 to +3.3): read the pixel C_T beside the features' one. The share of exact or near copies
 (``scorers.memorisation``) answers a narrower question: it flags only samples inside the 1%
 quantile of the training images' own nearest-neighbour distances.
 """
