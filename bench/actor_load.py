@@ -6,10 +6,11 @@
 For each N and sample count n, N Ray tasks (separate worker processes, like N trials) send
 one score request each to one named ``ScorerActor`` at the same moment. Reported per (N, n):
 latency p50 / p99 (request sent to result back), the actor's peak memory (VmHWM of its
-process), and whether every result equals the one the same actor computed alone. With ``--kill`` the actor
-is SIGKILLed while it serves the requests (once it has spent ``BUSY_CPU_S`` of CPU on them;
-``unfinished_at_kill`` counts the requests not yet answered then): Ray restarts it and retries the calls
-(``max_restarts=-1``, ``max_task_retries``), and the results must still equal.
+process), and whether every result equals the one the same actor computed alone. With
+``--kill`` the actor is SIGKILLed while it serves the requests (once it has spent
+``BUSY_CPU_S`` of CPU on them; ``unfinished_at_kill`` counts the requests not yet
+answered): Ray restarts it and retries the calls (``max_restarts=-1``,
+``max_task_retries``), and the results must still equal.
 
 An actor serves one request at a time (the score maths is not thread-safe to overlap, and
 its CPU share is reserved): N requests take about N times one; the p99 shows that queue.
@@ -90,13 +91,14 @@ def run(scorer_dir: str, callers: list, ns: list, kill: bool, cpus: float = 0.5)
             alone = ray.get(handle.score.remote(images, ns=(n,)))
             sent = time.time()
             refs = [task.remote(name, images, (n,), sent) for _ in range(k)]
-            killed_pid, unfinished = None, None
+            killed_pid, unfinished, busy = None, None, None
             if kill:
                 # kill while a request is being served: once the actor has burnt CPU on it
                 # (a fixed sleep could land before the requests arrive, or after the last)
                 start_cpu, deadline = cpu_seconds(pid), time.time() + 120
                 while cpu_seconds(pid) - start_cpu < BUSY_CPU_S and time.time() < deadline:
                     time.sleep(0.01)
+                busy = round(cpu_seconds(pid) - start_cpu, 2)
                 unfinished = len(ray.wait(refs, num_returns=len(refs), timeout=0)[1])
                 killed_pid = pid
                 os.kill(pid, signal.SIGKILL)
@@ -111,6 +113,7 @@ def run(scorer_dir: str, callers: list, ns: list, kill: bool, cpus: float = 0.5)
                          "max_rel_diff_driver": max_rel_diff(alone, in_driver),
                          "killed_actor": killed_pid is not None,
                          "unfinished_at_kill": unfinished,
+                         "actor_cpu_s_at_kill": busy,
                          "restarted": killed_pid is not None and new_pid != killed_pid})
             print(json.dumps(rows[-1]), flush=True)
             ray.kill(handle)

@@ -118,6 +118,8 @@ def confirmation(sweep: Path, saved: dict, n: int) -> list[str]:
         return ["", "No configuration was confirmed on fresh seeds."]
     names = headline([n])
     entries = list(csv.DictReader(path.open()))
+    if not entries:
+        return ["", "The confirmation phase wrote no configuration (`confirmed.csv` is empty)."]
     out = ["", f"Confirmed on fresh seeds (seeds {entries[0]['seeds']}; mean +- SD over the "
            f"seeds, the search trial's own value in brackets):", "",
            "| configuration (search trial) | " + " | ".join(v[0] for v in names.values()) + " |",
@@ -130,7 +132,8 @@ def confirmation(sweep: Path, saved: dict, n: int) -> list[str]:
     verdict = json.loads(best.read_text()).get("confirmation") if best.is_file() else None
     if verdict:
         out += ["", f"Winner: {verdict['winner']} ({verdict['reason']})." if verdict["winner"]
-                else f"No winner declared: {', '.join(verdict['tied'])} are {verdict['reason']}."]
+                else f"No winner declared ({', '.join(verdict['tied']) or 'none tied'}): "
+                     f"{verdict['reason']}."]
         out += [f"Warning: {w}" for w in verdict.get("warnings", [])]
     return out
 

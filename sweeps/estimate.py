@@ -49,9 +49,11 @@ def estimate(preset: Preset, model: str, dataset: str, trials: int, concurrency:
              confirmations: int = 0, speeds: Speeds | None = None) -> Estimate:
     """Start-up, scorer fine-tunes still to do (and the real-data ceiling of new scorers),
     the trials in waves of ``concurrency``, and the ``confirmations`` (whole trials, in waves
-    of their own). With 8 trials ASHA's rungs are thin: in the quick sweeps of
-    docs/results-cpu.md it kept 64-82% of the other trials' training and scored half to five
-    sevenths of them; the paper point always runs to the end.
+    of their own). With 8 trials ASHA's rungs are thin: in the quick sweeps of 2026-12-05 it
+    kept 64-82% of the other trials' training and scored half to five sevenths of them; on
+    2026-12-07 (docs/guide.md, "How long a sweep takes") about 96% and six sevenths (MNIST
+    VAE-GAN) and about 60% and three sevenths (MNIST VAE). The estimate counts on 75% and
+    60%; the paper point always runs to the end.
 
     ``speeds`` (measured here, ``sweeps.calibrate``) replace the preset's rates: a trial's
     training rate scales its training and its scoring alike, and the fine-tunes take the

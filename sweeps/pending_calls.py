@@ -27,8 +27,11 @@ class PendingCalls:
         return self.path.is_file()
 
     def add(self, op: str, args) -> None:
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps({"op": op, "args": list(args)}, default=str) + "\n")
+        line = json.dumps({"op": op, "args": list(args)}, default=str) + "\n"
+        with open(self.path, "a+b") as fh:
+            if fh.tell() and (fh.seek(-1, os.SEEK_END), fh.read(1))[1] != b"\n":
+                line = "\n" + line  # after a line a kill cut short: start a new one
+            fh.write(line.encode())
 
     def read(self) -> list[dict]:
         if not self.path.is_file():

@@ -239,7 +239,7 @@ class SweepTracker:
                 log.warning("MLflow rejected a kept %s call (%s); it stays in %s",
                             entry["op"], exc, self.journal_path)
                 still.append(entry)
-        if entries:
+        if self.pending:  # also a file of nothing but a cut-short line: it goes too
             self.pending.rewrite(still)
         return len(still)
 

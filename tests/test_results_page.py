@@ -56,4 +56,4 @@ def test_confirmation_trials_are_not_ranked_and_the_verdict_is_shown(tmp_path):
     assert "4 trials" not in page and "2 trials (2 scored)" in page
     assert "| aaaa | " in page and "8.650 +- 1.202 [8.000]" in page  # TS over seeds 9.5, 7.8
     assert ("Winner: aaaa" in page if decision["winner"]
-            else "No winner declared: aaaa, bbbb are tied" in page), page
+            else "No winner declared (aaaa, bbbb): tied" in page), page

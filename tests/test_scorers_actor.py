@@ -219,7 +219,9 @@ def test_concurrent_callers_and_a_kill_under_load(vit_dir, tmp_path):
         assert all(row["max_rel_diff_driver"] < 0.02 for row in rows), rows
         if extra:
             assert all(row["restarted"] for row in rows), rows
-            # the kill came while the actor served the requests, none of them answered yet
+            # the kill came while the actor served the requests (it had spent CPU on them),
+            # none of them answered yet
+            assert all(row["actor_cpu_s_at_kill"] >= 0.3 for row in rows), rows  # BUSY_CPU_S
             assert all(row["unfinished_at_kill"] == row["callers"] for row in rows), rows
         # one request at a time: sixteen wait about sixteen times one, and none is lost
         for i in range(0, len(rows), 3):
