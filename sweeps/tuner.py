@@ -8,7 +8,10 @@ constants, the scorer actors' names, the sample counts) reaches the trial throug
 """
 from __future__ import annotations
 
+import json
+import logging
 import os
+import re
 from pathlib import Path
 
 from scorers.keys import OBJECTIVES, cas_key, probe_key, scheduler_key, score_key
@@ -17,6 +20,8 @@ from sweeps.databases import ensure_optuna_store
 from sweeps.search import score_search_class
 from sweeps.spaces import SPACES, with_conditional
 from sweeps.trial import TrialPlan, sweep_trial
+
+log = logging.getLogger(__name__)
 
 
 def search_space(plan) -> dict:
@@ -238,8 +243,56 @@ SEARCH_GENERATOR_STATE = "search_gen_state-*.json"
 CONFIRM_GENERATOR_STATE = "basic-variant-state-*.json"
 
 
+# A Tune session's state files, named by the session's start (Ray 2.x's layout)
+_STATE_FILE = re.compile(r"^(experiment_state|search_gen_state|searcher-state|basic-variant-state)"
+                         r"-(\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d)\.(json|pkl)$")
+
+
+def _whole(path: Path) -> bool:
+    """Whether a state file Tune wrote is complete: JSON that parses, or a pickle that ends
+    in its STOP opcode (checked without unpickling it)."""
+    data = path.read_bytes()
+    if path.name.startswith("experiment_state"):
+        try:
+            json.loads(data)
+            return True
+        except ValueError:
+            return False
+    return data.endswith(b".")
+
+
+def drop_cut_short_state(tune_dir) -> list[str]:
+    """Delete the state a kill cut short in ``tune_dir``; returns the files deleted.
+
+    Tune rewrites a session's state files in place, and a kill mid-write leaves one empty.
+    A restore then fails to read it, logs the error, and silently starts an empty experiment
+    that runs no trial (CI, 2026-12-07: a 0-byte ``search_gen_state``, and a resumed sweep
+    that "finished" with none). Every file of that session goes, so that the restore reads
+    the previous session's whole set, or, with none, the folder counts as never started.
+    A cut ``tuner.pkl`` (rewritten as each ``fit()`` starts) goes too: the tuning then
+    starts afresh."""
+    path = Path(tune_dir)
+    if not path.is_dir():
+        return []
+    cut = {m.group(2) for f in path.iterdir()
+           if (m := _STATE_FILE.match(f.name)) and not _whole(f)}
+    doomed = [f for f in path.iterdir()
+              if (m := _STATE_FILE.match(f.name)) and m.group(2) in cut]
+    tuner = path / "tuner.pkl"
+    if tuner.is_file() and not _whole(tuner):
+        doomed.append(tuner)
+    for f in doomed:
+        f.unlink()
+    if doomed:
+        log.warning("resume: Tune's state in %s was cut short by the kill; deleted %s, so "
+                    "the resume starts from the state saved before it", path,
+                    ", ".join(sorted(f.name for f in doomed)))
+    return sorted(f.name for f in doomed)
+
+
 def can_resume(tune_dir, generator_state: str = SEARCH_GENERATOR_STATE) -> bool:
-    """Whether Tune saved an experiment state in ``tune_dir`` that it can resume.
+    """Whether Tune saved an experiment state in ``tune_dir`` that it can resume (after
+    ``drop_cut_short_state`` has removed what a kill cut short).
 
     ``Tuner.can_restore`` only looks for the pickled Tuner, written when ``fit()`` starts,
     before the first experiment state. A sweep killed in between would "restore" into a
@@ -254,6 +307,7 @@ def can_resume(tune_dir, generator_state: str = SEARCH_GENERATOR_STATE) -> bool:
     from ray import tune
 
     path = Path(tune_dir)
+    drop_cut_short_state(path)
     return (tune.Tuner.can_restore(str(path)) and any(path.glob("experiment_state-*.json"))
             and any(path.glob(generator_state)))
 

@@ -502,16 +502,48 @@ def test_a_tune_folder_without_an_experiment_state_is_not_resumed(tmp_path):
     "restore" into a run of only the trials made so far."""
     from sweeps.tuner import can_resume
 
+    import pickle
+
     tune_dir = tmp_path / "tune"
     assert not can_resume(tune_dir)  # no folder
     tune_dir.mkdir()
-    (tune_dir / "tuner.pkl").write_bytes(b"")
+    (tune_dir / "tuner.pkl").write_bytes(pickle.dumps({}))
     assert not can_resume(tune_dir)  # the window a kill can hit
     (tune_dir / "experiment_state-2026-12-04_08-48-15.json").write_text("{}")
     # the trials are saved but not how many to make: a resume would make no more
     assert not can_resume(tune_dir)
-    (tune_dir / "search_gen_state-2026-12-04_08-48-15.json").write_text("{}")
+    (tune_dir / "search_gen_state-2026-12-04_08-48-15.json").write_bytes(pickle.dumps({}))
     assert can_resume(tune_dir)
+
+
+def test_state_a_kill_cut_short_is_dropped_and_the_resume_reads_the_set_before_it(tmp_path):
+    """Tune rewrites a session's state files in place: a kill mid-write left a 0-byte
+    search_gen_state in CI (2026-12-07), the restore could not read it and started an empty
+    experiment that ran no trial. The cut session's whole set goes; the one before stays."""
+    import pickle
+
+    from sweeps.tuner import can_resume, drop_cut_short_state
+
+    tune_dir = tmp_path / "tune"
+    tune_dir.mkdir()
+    (tune_dir / "tuner.pkl").write_bytes(pickle.dumps({}))
+    before, cut = "2026-12-07_20-54-37", "2026-12-07_20-55-13"
+    for stamp in (before, cut):
+        (tune_dir / f"experiment_state-{stamp}.json").write_text('{"trials": []}')
+        (tune_dir / f"searcher-state-{stamp}.pkl").write_bytes(pickle.dumps({"n": 1}))
+        (tune_dir / f"search_gen_state-{stamp}.json").write_bytes(pickle.dumps({"n": 1}))
+    (tune_dir / f"search_gen_state-{cut}.json").write_bytes(b"")  # the kill's mid-write
+    assert can_resume(tune_dir)
+    assert sorted(f.name for f in tune_dir.iterdir()) == [
+        f"experiment_state-{before}.json", f"search_gen_state-{before}.json",
+        f"searcher-state-{before}.pkl", "tuner.pkl"]
+    # a pickle cut mid-way (no STOP opcode), or JSON cut mid-way, counts as cut too
+    (tune_dir / f"searcher-state-{before}.pkl").write_bytes(pickle.dumps({"n": 1})[:-3])
+    assert not can_resume(tune_dir)  # the only set was cut: the tuning starts afresh
+    (tune_dir / f"experiment_state-{cut}.json").write_text('{"trials": [')
+    assert drop_cut_short_state(tune_dir) == [f"experiment_state-{cut}.json"]
+    (tune_dir / "tuner.pkl").write_bytes(b"")
+    assert drop_cut_short_state(tune_dir) == ["tuner.pkl"]
 
 
 def test_a_stop_that_lands_inside_an_import_is_still_a_stop():
