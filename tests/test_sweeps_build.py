@@ -500,9 +500,9 @@ def test_a_tune_folder_without_an_experiment_state_is_not_resumed(tmp_path):
     """Tune writes tuner.pkl when fit() starts, then its experiment state, then its search
     generator's state; a sweep killed before the last must start its tuning afresh, not
     "restore" into a run of only the trials made so far."""
-    from sweeps.tuner import can_resume
-
     import pickle
+
+    from sweeps.tuner import can_resume
 
     tune_dir = tmp_path / "tune"
     assert not can_resume(tune_dir)  # no folder
